@@ -1,0 +1,113 @@
+//! `msnet bench-train`: training throughput (forward + backward + Adam) on generated
+//! phantoms, printed as JSON. A benchmark, not a test: run it on the machine you care about.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+use msnet::config::{InitSpec, TrainingRecord};
+use msnet::phantom::nested_ellipses;
+use msnet::{Config, Spec};
+use msnet_trainer::{Run, TrainOptions, device};
+use serde_json::json;
+
+use crate::setup::parse_size;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Input size HxW (2D) or DxHxW (3D).
+    #[arg(long, default_value = "112x112")]
+    size: String,
+    /// Input channels (default: 3 in 2D, 1 in 3D).
+    #[arg(long)]
+    in_channels: Option<usize>,
+    /// Classes (default: 3 in 2D, 4 in 3D).
+    #[arg(long)]
+    classes: Option<usize>,
+    /// Images per iteration.
+    #[arg(long, default_value_t = 4)]
+    batch_size: usize,
+    /// Timed iterations (after 2 warm-up iterations).
+    #[arg(long, default_value_t = 10)]
+    iterations: usize,
+}
+
+pub fn run(a: &BenchArgs) -> Result<ExitCode> {
+    let shape = parse_size(&a.size)?;
+    let dims = if a.size.matches(['x', 'X']).count() == 2 {
+        3
+    } else {
+        2
+    };
+    let in_ch = a.in_channels.unwrap_or(if dims == 3 { 1 } else { 3 });
+    let classes = a.classes.unwrap_or(if dims == 3 { 4 } else { 3 });
+    let mut config = Config::new(dims, in_ch, classes);
+    config.input_size = shape;
+    config.validate()?;
+    let spec = Spec::new(&config);
+    let samples: Vec<_> = (0..a.batch_size.max(1) as u64 * 2)
+        .map(|s| nested_ellipses(s, in_ch, shape, classes))
+        .collect();
+    let out = std::env::temp_dir().join(format!("msnet-bench-{}", std::process::id()));
+    let record = TrainingRecord {
+        dataset: "phantom".into(),
+        seed: 0,
+        train: vec![],
+        test: vec![],
+        iterations: 0,
+        batch_size: a.batch_size,
+        learning_rate: 1e-3,
+        lr_decay: 0.8,
+        lr_step: 200,
+        init: InitSpec::default(),
+        final_loss: 0.0,
+        seconds: 0.0,
+        hardware: String::new(),
+    };
+    let warmup = 2;
+    let mut stamps = Vec::new();
+    let started = Instant::now();
+    let opts = TrainOptions {
+        iterations: warmup + a.iterations,
+        batch_size: a.batch_size,
+        checkpoint_every: usize::MAX,
+        ..TrainOptions::default()
+    };
+    msnet_trainer::train(
+        &spec,
+        &samples,
+        &opts,
+        Run {
+            out: &out,
+            resume: false,
+            record,
+            device: device::device(),
+        },
+        &mut |_| stamps.push(started.elapsed().as_secs_f64()),
+        &AtomicBool::new(false),
+    )?;
+    let _ = std::fs::remove_dir_all(&out);
+    let timed = stamps[warmup - 1..].windows(2).map(|w| w[1] - w[0]);
+    let mut per_iter: Vec<f64> = timed.collect();
+    per_iter.sort_by(f64::total_cmp);
+    let median = per_iter[per_iter.len() / 2];
+    let mean = per_iter.iter().sum::<f64>() / per_iter.len() as f64;
+    let report = json!({
+        "benchmark": "train_step",
+        "dims": dims,
+        "size": shape,
+        "in_channels": in_ch,
+        "classes": classes,
+        "parameters": spec.parameter_count(),
+        "batch_size": a.batch_size,
+        "iterations": a.iterations,
+        "median_seconds_per_iteration": median,
+        "mean_seconds_per_iteration": mean,
+        "images_per_second": a.batch_size as f64 / median,
+        "backend": device::describe(),
+    });
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}

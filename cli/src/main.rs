@@ -1,0 +1,77 @@
+//! `msnet`: the host command of MSNet Edge (train, evaluate, inspect).
+//!
+//! A thin shell over the library crates: argument parsing, progress display and printing live
+//! here; the network, data and metrics live in `msnet`, training in `msnet-trainer`.
+
+mod bench;
+mod eval;
+mod info;
+mod setup;
+mod train;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// MSNet Edge: train MSNet from a few labelled images, evaluate it with the paper's metrics.
+#[derive(Parser)]
+#[command(name = "msnet", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a network's layer count, parameter count and cost (from flags or a model
+    /// directory).
+    Info(info::InfoArgs),
+    /// Train MSNet on a dataset; writes config.json + model.safetensors and checkpoints.
+    Train(train::TrainArgs),
+    /// Evaluate a trained model on its held-out test split (Acc, IoU, DSC, ASD per class).
+    Eval(eval::EvalArgs),
+    /// Benchmark training throughput (images/s) on generated phantoms; prints JSON.
+    BenchTrain(bench::BenchArgs),
+}
+
+/// Where the data is and which dataset it is.
+#[derive(Args, Clone)]
+pub struct DataArgs {
+    /// Dataset: wbc (WBC Dataset 1), drishti (Drishti-GS1 disc/cup), acdc (ACDC 3D MRI), or
+    /// folder (your own images/ + masks/).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Data root holding the dataset folders (wbc_dataset1, drishti_gs1, acdc_subset), or for
+    /// `folder` the folder itself. Default: $MSNET_DATA, else ../shared/data.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// For `folder`: mask value to class name, background first, e.g.
+    /// "0=background,128=cytoplasm,255=nucleus".
+    #[arg(long)]
+    pub classes: Option<String>,
+    /// For `folder`: how many images form the test split.
+    #[arg(long, default_value_t = 5)]
+    pub test_count: usize,
+    /// Input size D×H×W (or H×W in 2D); each side divisible by 16. Default: the dataset's
+    /// (wbc 112×112, drishti 128×128, acdc 16×128×128, folder 128×128).
+    #[arg(long)]
+    pub size: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(a) => info::run(&a),
+        Command::Train(a) => train::run(&a),
+        Command::Eval(a) => eval::run(&a),
+        Command::BenchTrain(a) => bench::run(&a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! `msnet train`: load a dataset, print the split, train with a progress bar.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use msnet::config::{InitSpec, TrainingRecord};
+use msnet::{Model, Spec};
+use msnet_trainer::{Outcome, Run, Step, TrainOptions, checkpoint, device};
+
+use crate::{DataArgs, setup};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Number of training images (volumes) S, chosen by --seed (wbc: 10/30/60; drishti: <= 50;
+    /// acdc: 2/3/4).
+    #[arg(long, default_value_t = 10)]
+    train_size: usize,
+    /// Seed of the split, the weight initialisation and the batch order: same seed, same
+    /// weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Training iterations (one mini-batch each).
+    #[arg(long, default_value_t = 1000)]
+    iterations: usize,
+    /// Images per iteration.
+    #[arg(long, default_value_t = 4)]
+    batch_size: usize,
+    /// Initial learning rate (Adam).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Multiply the learning rate by this every --lr-step iterations.
+    #[arg(long, default_value_t = 0.8)]
+    lr_decay: f64,
+    /// Iterations between learning-rate decays.
+    #[arg(long, default_value_t = 200)]
+    lr_step: usize,
+    /// Write a checkpoint every this many iterations (Ctrl-C also writes one).
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: usize,
+    /// Continue from OUT/checkpoint (same data options and seed as the first run).
+    #[arg(long)]
+    resume: bool,
+    /// Initialisation gain of the hidden convolutions (uniform ±gain/sqrt(fan_in)).
+    #[arg(long, default_value_t = InitSpec::default().gain)]
+    init_gain: f32,
+    /// Initialisation gain of the output convolutions O1, O2.
+    #[arg(long, default_value_t = InitSpec::default().out_gain)]
+    out_gain: f32,
+    /// Number of grids H of the V-cycle (the paper: 5; 1 = single grid ablation).
+    #[arg(long, default_value_t = 5)]
+    grids: usize,
+    /// Phases N of the threshold-dynamics softmax (C = 16 = N * I).
+    #[arg(long, default_value_t = 4)]
+    phases: usize,
+    /// lambda, alpha, eps, dt of the variational model (fixed, not trained).
+    #[arg(long, value_names = ["LAMBDA", "ALPHA", "EPS", "DT"], num_args = 4)]
+    scalars: Option<Vec<f32>>,
+    /// Output model directory.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(a: &TrainArgs) -> Result<ExitCode> {
+    let kind = setup::dataset_kind(a.data.dataset.as_deref().unwrap_or("wbc"))?;
+    let opts = setup::load_options(&a.data, kind, a.train_size, a.seed, None)?;
+    eprintln!("loading {kind} from {}", opts.root.display());
+    let ds = msnet::data::load(&opts)?;
+    eprintln!(
+        "split (seed {}): {} training, {} test",
+        a.seed,
+        ds.train.len(),
+        ds.test.len()
+    );
+    eprintln!("  train: {}", ds.split.train.join(" "));
+    eprintln!("  test:  {}", ds.split.test.join(" "));
+
+    let mut config = setup::config_for(&ds);
+    config.grids = a.grids;
+    config.phases = a.phases;
+    if let Some(s) = &a.scalars {
+        (config.lambda, config.alpha, config.eps, config.dt) = (s[0], s[1], s[2], s[3]);
+    }
+    config.validate()?;
+    let spec = Spec::new(&config);
+    let options = TrainOptions {
+        iterations: a.iterations,
+        batch_size: a.batch_size,
+        learning_rate: a.lr,
+        lr_decay: a.lr_decay,
+        lr_step: a.lr_step,
+        seed: a.seed,
+        checkpoint_every: a.checkpoint_every,
+        init: InitSpec {
+            gain: a.init_gain,
+            out_gain: a.out_gain,
+        },
+        ..TrainOptions::default()
+    };
+    let record = TrainingRecord {
+        dataset: kind.to_string(),
+        seed: a.seed,
+        train: ds.split.train.clone(),
+        test: ds.split.test.clone(),
+        iterations: 0,
+        batch_size: a.batch_size,
+        learning_rate: a.lr,
+        lr_decay: a.lr_decay,
+        lr_step: a.lr_step,
+        init: options.init,
+        final_loss: f64::NAN,
+        seconds: 0.0,
+        hardware: String::new(),
+    };
+    if a.resume {
+        check_resume_split(&a.out, &record)?;
+    }
+    eprintln!(
+        "MSNet {}D, {} parameters, {}; {} iterations of {} images",
+        config.dims,
+        spec.parameter_count(),
+        device::describe(),
+        a.iterations,
+        a.batch_size
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        eprintln!("\ninterrupted: finishing this iteration and writing a checkpoint...");
+        flag.store(true, Ordering::SeqCst);
+    })
+    .context("cannot install the Ctrl-C handler")?;
+
+    let mut progress = Progress::new(a.iterations);
+    let report = msnet_trainer::train(
+        &spec,
+        &ds.train,
+        &options,
+        Run {
+            out: &a.out,
+            resume: a.resume,
+            record,
+            device: device::device(),
+        },
+        &mut |s| progress.step(s),
+        &stop,
+    );
+    progress.finish();
+    let report = report?;
+    match report.outcome {
+        Outcome::Finished => {
+            eprintln!(
+                "done: {} iterations in {:.0} s, final loss {:.4}; model in {}",
+                report.record.iterations,
+                report.record.seconds,
+                report.record.final_loss,
+                a.out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Interrupted { iteration } => {
+            eprintln!(
+                "stopped at iteration {iteration}; checkpoint in {}. Continue with the same command and --resume",
+                checkpoint::dir(&a.out).display()
+            );
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+/// A resumed run must train on the same images as the run that wrote the checkpoint.
+fn check_resume_split(out: &std::path::Path, record: &TrainingRecord) -> Result<()> {
+    let saved = Model::load(&checkpoint::dir(out))
+        .with_context(|| format!("--resume: cannot read the checkpoint in {}", out.display()))?;
+    if let Some(t) = &saved.spec.config.training
+        && (t.train != record.train || t.seed != record.seed || t.dataset != record.dataset)
+    {
+        anyhow::bail!(
+            "--resume: the checkpoint in {} was trained on another split (dataset {}, seed {}); use the same --dataset, --train-size and --seed",
+            out.display(),
+            t.dataset,
+            t.seed
+        );
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal; plain lines every 10% otherwise (logs, CI).
+struct Progress {
+    bar: Option<ProgressBar>,
+    total: usize,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} {msg} [{elapsed_precise} elapsed, ETA {eta_precise}]",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(500));
+            bar
+        });
+        Self { bar, total }
+    }
+
+    fn step(&mut self, s: &Step) {
+        let msg = format!(
+            "loss {:.4} lr {:.2e} {:.1} img/s",
+            s.loss, s.lr, s.images_per_second
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(s.iteration as u64);
+                bar.set_message(msg);
+            }
+            None => {
+                let every = (self.total / 10).max(1);
+                if s.iteration % every == 0 || s.iteration == self.total || s.iteration == 1 {
+                    eprintln!(
+                        "iteration {}/{} {msg} ETA {:.0} s",
+                        s.iteration, self.total, s.eta_seconds
+                    );
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

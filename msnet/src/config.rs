@@ -1,0 +1,304 @@
+//! `config.json`: every value that fixes the network and its input, stored next to the weights.
+//!
+//! A model directory is `config.json` + `model.safetensors`. The config says which MSNet this is
+//! (2D or 3D, channels, classes, grids, phases, the fixed scalars of the variational model), what
+//! input it expects (size and normalisation) and, for trained models, how it was trained and on
+//! which split, so that evaluation never scores a model on its own training images.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{self, FsError};
+
+/// Current version of the config format. Bumped when a field changes meaning.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Per-channel input normalisation, applied inside the network (its first operation), so every
+/// engine sees the same input: pixel intensities scaled to `[0, 1]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    /// Subtracted from each channel.
+    pub mean: Vec<f32>,
+    /// Each channel is divided by this after the subtraction.
+    pub std: Vec<f32>,
+}
+
+/// The network's definition: everything the spec, the trainer, the exporter and the runtime need.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// [`CONFIG_VERSION`] of the writer.
+    pub format_version: u32,
+    /// 2 for images, 3 for volumes.
+    pub dims: usize,
+    /// Input channels (3 for RGB, 1 for gray or MRI).
+    pub in_channels: usize,
+    /// Output classes, background included.
+    pub classes: usize,
+    /// Feature channels `C` on every grid (the paper: 16, no channel doubling).
+    pub channels: usize,
+    /// Phases `N` of the threshold-dynamics softmax; `C = N * I`.
+    pub phases: usize,
+    /// Number of grids `H` of the V-cycle (the paper: 5).
+    pub grids: usize,
+    /// Weight of the regulariser `L* v L` in `A = v + lambda L* v L`.
+    pub lambda: f32,
+    /// Weight of the length (threshold dynamics) term `K(1 - 2v)`.
+    pub alpha: f32,
+    /// Temperature of the phase softmax.
+    pub eps: f32,
+    /// Relaxation step of the `u` update.
+    pub dt: f32,
+    /// Input size `[D, H, W]`; `D = 1` in 2D. Each spatial size divides by `2^(grids-1)`.
+    pub input_size: [usize; 3],
+    /// Input normalisation (one entry per input channel).
+    pub normalization: Normalization,
+    /// Class names, background first.
+    pub class_names: Vec<String>,
+    /// How the weights were made; absent for untrained (random) models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingRecord>,
+}
+
+/// What a training run recorded about itself, so that evaluation and model cards can say exactly
+/// which data the weights saw.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    /// Dataset kind (`wbc`, `drishti`, `acdc`, `folder`).
+    pub dataset: String,
+    /// Seed of the split, the initialisation and the batch order.
+    pub seed: u64,
+    /// Names of the training images (volumes).
+    pub train: Vec<String>,
+    /// Names of the held-out test images (volumes): `msnet eval` uses these by default.
+    pub test: Vec<String>,
+    /// Iterations completed.
+    pub iterations: usize,
+    /// Images per iteration.
+    pub batch_size: usize,
+    /// Initial learning rate.
+    pub learning_rate: f64,
+    /// Multiplied into the learning rate every `lr_step` iterations.
+    pub lr_decay: f64,
+    /// Iterations between learning-rate decays.
+    pub lr_step: usize,
+    /// Weight initialisation that was used.
+    pub init: InitSpec,
+    /// Mean training loss over the last iterations.
+    pub final_loss: f64,
+    /// Wall-clock training time in seconds (all sessions of a resumed run).
+    pub seconds: f64,
+    /// Where the run happened (backend and device), for model cards.
+    pub hardware: String,
+}
+
+/// Weight initialisation: uniform in `±gain / sqrt(fan_in)`, with a larger gain on the output
+/// head. See [`crate::weights::init`] for why the defaults are 2 and 6.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InitSpec {
+    /// Gain of every convolution but `O1`, `O2`.
+    pub gain: f32,
+    /// Gain of the output convolutions `O1`, `O2`.
+    pub out_gain: f32,
+}
+
+impl Default for InitSpec {
+    fn default() -> Self {
+        Self {
+            gain: 2.0,
+            out_gain: 6.0,
+        }
+    }
+}
+
+/// A config that cannot describe a valid MSNet, or a config file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Fs(#[from] FsError),
+    #[error("{path}: not a valid MSNet config: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("invalid MSNet config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// The paper's network with default scalars for the given problem; input normalisation is
+    /// the identity until a dataset sets it.
+    pub fn new(dims: usize, in_channels: usize, classes: usize) -> Self {
+        let input_size = if dims == 3 {
+            [16, 128, 128]
+        } else {
+            [1, 128, 128]
+        };
+        Self {
+            format_version: CONFIG_VERSION,
+            dims,
+            in_channels,
+            classes,
+            channels: 16,
+            phases: 4,
+            grids: 5,
+            lambda: 1.0,
+            alpha: 1.0,
+            eps: 1.0,
+            dt: 0.5,
+            input_size,
+            normalization: Normalization {
+                mean: vec![0.0; in_channels],
+                std: vec![1.0; in_channels],
+            },
+            class_names: (0..classes).map(|c| format!("class{c}")).collect(),
+            training: None,
+        }
+    }
+
+    /// `I`, the features per phase.
+    pub fn features_per_phase(&self) -> usize {
+        self.channels / self.phases.max(1)
+    }
+
+    /// Spatial size `[D, H, W]` of grid `h` (1 = finest).
+    pub fn grid_size(&self, h: usize) -> [usize; 3] {
+        let f = 1usize << (h - 1);
+        let [d, hh, w] = self.input_size;
+        [if self.dims == 3 { d / f } else { 1 }, hh / f, w / f]
+    }
+
+    /// Checks every invariant the spec and the engines rely on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.format_version != CONFIG_VERSION {
+            return bad(format!(
+                "format_version {} is not supported (this build reads {CONFIG_VERSION})",
+                self.format_version
+            ));
+        }
+        if self.dims != 2 && self.dims != 3 {
+            return bad(format!("dims must be 2 or 3, got {}", self.dims));
+        }
+        if self.in_channels == 0 || self.classes < 2 || self.channels == 0 {
+            return bad(format!(
+                "need in_channels >= 1, classes >= 2, channels >= 1 (got {}, {}, {})",
+                self.in_channels, self.classes, self.channels
+            ));
+        }
+        if self.phases == 0 || self.channels % self.phases != 0 {
+            return bad(format!(
+                "channels ({}) must be a multiple of phases ({})",
+                self.channels, self.phases
+            ));
+        }
+        if !(1..=8).contains(&self.grids) {
+            return bad(format!("grids must be 1..=8, got {}", self.grids));
+        }
+        let factor = 1usize << (self.grids - 1);
+        let [d, h, w] = self.input_size;
+        let spatial: &[usize] = if self.dims == 3 { &[d, h, w] } else { &[h, w] };
+        if self.dims == 2 && d != 1 {
+            return bad(format!("2D input_size must have D = 1, got {d}"));
+        }
+        if spatial.iter().any(|&s| s == 0 || s % factor != 0) {
+            return bad(format!(
+                "input size {:?} must divide by 2^(grids-1) = {factor} on every spatial axis",
+                spatial
+            ));
+        }
+        for (name, v) in [
+            ("lambda", self.lambda),
+            ("alpha", self.alpha),
+            ("eps", self.eps),
+            ("dt", self.dt),
+        ] {
+            if !v.is_finite() {
+                return bad(format!("{name} must be finite, got {v}"));
+            }
+        }
+        if self.eps <= 0.0 {
+            return bad(format!("eps must be > 0, got {}", self.eps));
+        }
+        let n = &self.normalization;
+        if n.mean.len() != self.in_channels || n.std.len() != self.in_channels {
+            return bad(format!(
+                "normalization needs {} means and stds, got {} and {}",
+                self.in_channels,
+                n.mean.len(),
+                n.std.len()
+            ));
+        }
+        if n.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+            || n.mean.iter().any(|m| !m.is_finite())
+        {
+            return bad("normalization means must be finite and stds finite and > 0".into());
+        }
+        if self.class_names.len() != self.classes {
+            return bad(format!(
+                "{} class names for {} classes",
+                self.class_names.len(),
+                self.classes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads and validates `config.json`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = fsutil::read_to_string(path)?;
+        let cfg: Config = serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Writes `config.json` atomically.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        text.push('\n');
+        fsutil::write_atomic(path, text.as_bytes())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_in_2d_and_3d() {
+        Config::new(2, 3, 3).validate().unwrap();
+        Config::new(3, 1, 4).validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_sizes_not_divisible_by_16() {
+        let mut c = Config::new(2, 3, 3);
+        c.input_size = [1, 120, 128];
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("divide by 2^(grids-1) = 16"), "{e}");
+    }
+
+    #[test]
+    fn rejects_phases_not_dividing_channels() {
+        let mut c = Config::new(2, 3, 3);
+        c.phases = 3;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("multiple of phases")
+        );
+    }
+
+    #[test]
+    fn grid_sizes_halve() {
+        let c = Config::new(3, 1, 4);
+        assert_eq!(c.grid_size(1), [16, 128, 128]);
+        assert_eq!(c.grid_size(5), [1, 8, 8]);
+        assert_eq!(Config::new(2, 3, 3).grid_size(3), [1, 32, 32]);
+    }
+}

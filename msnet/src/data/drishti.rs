@@ -1,0 +1,226 @@
+//! Drishti-GS1 optic-disc crops: `{train,test}/images/drishtiGS_NNN.png` (RGB 400×400) and
+//! `{train,test}/labels/drishtiGS_NNN.png` (gray: 0 background, 1 disc rim, 2 cup).
+//!
+//! - Split: the official one. The test set is all of `test/` (51 images); the training set is
+//!   `train_size` (≤ 50) images of `train/`: shuffle the sorted names with
+//!   `ChaCha8Rng::seed_from_u64(seed)` and take the first `train_size`
+//!   ([`split::fixed_test_split`]).
+//! - Size: resized to 128×128 (or the requested `[1, H, W]`): bilinear with half-pixel centres
+//!   for the image, nearest for the labels.
+//! - [`drishti_expert_cdr`] gives the experts' mean vertical cup-to-disc ratio per image, the
+//!   reference for the clinical CDR computed from predicted masks.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::{
+    DataError, Dataset, DatasetKind, LoadOptions, Pair, Sample, ValueMap, assemble, check_2d_size,
+    check_same_size, class_names, default_size, list_pairs, load_named, split, split_request,
+};
+use crate::io::{read_image, read_mask, resize_bilinear, resize_nearest};
+
+/// `(mask value, class index)`: the label files already hold class indices.
+pub const MASK_VALUES: [(u8, u8); 3] = [(0, 0), (1, 1), (2, 2)];
+
+/// Loads Drishti-GS1 (see the module docs).
+pub(crate) fn load(opts: &LoadOptions, with_train: bool) -> Result<Dataset, DataError> {
+    let kind = DatasetKind::Drishti;
+    let size = opts.size.unwrap_or(default_size(kind));
+    let to_hw = check_2d_size(kind, size)?;
+    let part = |p: &str| {
+        list_pairs(
+            &opts.root.join(p).join("images"),
+            &opts.root.join(p).join("labels"),
+        )
+    };
+    let (train_pairs, test_pairs) = (part("train")?, part("test")?);
+    let names = |pairs: &[Pair]| pairs.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+    let split = split::fixed_test_split(
+        &names(&train_pairs),
+        &names(&test_pairs),
+        &split_request(opts, with_train),
+    )?;
+    // Test pairs first so that a name present in both folders resolves to the test file.
+    let mut by_name: HashMap<String, Pair> = HashMap::new();
+    for p in test_pairs.into_iter().chain(train_pairs) {
+        by_name.entry(p.name.clone()).or_insert(p);
+    }
+    let map = ValueMap::new(&MASK_VALUES);
+    let load_one = |p: &Pair| load_sample(p, to_hw, &map);
+    let test = load_named(&split.test, &by_name, load_one)?;
+    let train = load_named(&split.train, &by_name, load_one)?;
+    let path_of = |n: &str| by_name.get(n).map(|p| p.image.clone()).unwrap_or_default();
+    assemble(
+        kind,
+        class_names(kind, None),
+        size,
+        split,
+        train,
+        test,
+        path_of,
+    )
+}
+
+/// Reads one pair, checks its labels and resizes it to `to_hw`.
+fn load_sample(pair: &Pair, to_hw: [usize; 2], map: &ValueMap) -> Result<Sample, DataError> {
+    let (channels, hw, image) = read_image(&pair.image)?;
+    let (mask_hw, mask) = read_mask(&pair.mask)?;
+    check_same_size(pair, hw, mask_hw)?;
+    let labels = map.apply(&pair.mask, &mask)?;
+    Ok(Sample {
+        name: pair.name.clone(),
+        channels,
+        shape: [1, to_hw[0], to_hw[1]],
+        image: resize_bilinear(&image, channels, hw, to_hw),
+        labels: resize_nearest(&labels, hw, to_hw),
+    })
+}
+
+/// The experts' mean vertical cup-to-disc ratio per image name, from `root/roi_index.csv`
+/// (columns `name` and `cdr_values_4_experts`, the latter space-separated).
+pub fn drishti_expert_cdr(root: &Path) -> Result<HashMap<String, f64>, DataError> {
+    let path = root.join("roi_index.csv");
+    let text = std::fs::read_to_string(&path).map_err(|e| DataError::Unreadable {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let bad = |line: usize, reason: String| DataError::BadCsv {
+        path: path.clone(),
+        line,
+        reason,
+    };
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+    let (_, header) = lines
+        .next()
+        .ok_or_else(|| bad(1, "the file is empty".into()))?;
+    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    let find = |want: &str| {
+        columns
+            .iter()
+            .position(|c| c.starts_with(want))
+            .ok_or_else(|| bad(1, format!("no column '{want}' in the header '{header}'")))
+    };
+    let (name_col, cdr_col) = (find("name")?, find("cdr_values")?);
+    let mut out = HashMap::new();
+    for (n, line) in lines.filter(|(_, l)| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let (Some(name), Some(cdrs)) = (fields.get(name_col), fields.get(cdr_col)) else {
+            return Err(bad(
+                n,
+                format!("{} fields, the header has {}", fields.len(), columns.len()),
+            ));
+        };
+        let values = cdrs
+            .split_whitespace()
+            .map(|v| v.parse::<f64>().ok().filter(|x| x.is_finite()))
+            .collect::<Option<Vec<f64>>>()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| bad(n, format!("'{cdrs}' is not a list of ratios")))?;
+        out.insert(
+            name.to_string(),
+            values.iter().sum::<f64>() / values.len() as f64,
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::fixtures::rgb;
+    use crate::io::test_dir;
+    use ::image::{GrayImage, ImageBuffer, Luma};
+    use std::path::PathBuf;
+
+    /// `train/` with 6 and `test/` with 3 pairs of 40×40, labels {0, 1, 2}.
+    fn fixture() -> PathBuf {
+        let root = test_dir("drishti");
+        for (part, range) in [("train", 1..7), ("test", 7..10)] {
+            std::fs::create_dir_all(root.join(part).join("images")).unwrap();
+            std::fs::create_dir_all(root.join(part).join("labels")).unwrap();
+            for i in range {
+                let name = format!("drishtiGS_{i:03}.png");
+                rgb(40, 40, i as u8)
+                    .save(root.join(part).join("images").join(&name))
+                    .unwrap();
+                let lab: GrayImage = ImageBuffer::from_fn(40, 40, |x, _| Luma([(x / 14) as u8]));
+                lab.save(root.join(part).join("labels").join(&name))
+                    .unwrap();
+            }
+        }
+        root
+    }
+
+    fn opts(root: &Path, train_size: usize) -> LoadOptions {
+        LoadOptions {
+            kind: DatasetKind::Drishti,
+            root: root.to_path_buf(),
+            train_size,
+            seed: 3,
+            size: Some([1, 16, 16]),
+            folder: None,
+            test_names: None,
+        }
+    }
+
+    #[test]
+    fn drishti_official_split_and_resize() {
+        let root = fixture();
+        let d = load(&opts(&root, 4), true).unwrap();
+        assert_eq!(
+            d.split.test,
+            ["drishtiGS_007", "drishtiGS_008", "drishtiGS_009"]
+        );
+        assert_eq!(d.train.len(), 4);
+        assert!(d.split.train.iter().all(|n| n.as_str() < "drishtiGS_007"));
+        let s = &d.train[0];
+        assert_eq!(
+            (s.channels, s.shape, s.image.len()),
+            (3, [1, 16, 16], 3 * 256)
+        );
+        assert!(s.labels.iter().all(|&l| l <= 2));
+        assert_eq!((s.labels[0], s.labels[15]), (0, 2));
+        let e = load(&opts(&root, 7), true).unwrap_err().to_string();
+        assert!(e.contains("6 training images"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn drishti_rejects_unknown_label_values() {
+        let root = fixture();
+        let lab: GrayImage = ImageBuffer::from_pixel(40, 40, Luma([255]));
+        lab.save(root.join("test/labels/drishtiGS_008.png"))
+            .unwrap();
+        let e = load(&opts(&root, 1), true).unwrap_err();
+        assert!(
+            matches!(e, DataError::UnknownMaskValue { value: 255, .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("drishtiGS_008.png"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn expert_cdr_is_the_mean_of_the_four_values() {
+        let root = test_dir("cdr");
+        std::fs::write(
+            root.join("roi_index.csv"),
+            "split,name,crop_size,cdr_values_4_experts\n\
+             train,drishtiGS_002,800,0.76 0.77 0.79 0.75\n\
+             test,drishtiGS_003,800,0.5 0.6 0.7 0.8\n",
+        )
+        .unwrap();
+        let cdr = drishti_expert_cdr(&root).unwrap();
+        assert_eq!(cdr.len(), 2);
+        assert!((cdr["drishtiGS_002"] - 0.7675).abs() < 1e-12);
+        assert!((cdr["drishtiGS_003"] - 0.65).abs() < 1e-12);
+        std::fs::write(
+            root.join("roi_index.csv"),
+            "split,name,cdr_values\ntrain,x,0.5 abc\n",
+        )
+        .unwrap();
+        let e = drishti_expert_cdr(&root).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("abc"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

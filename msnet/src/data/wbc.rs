@@ -1,0 +1,287 @@
+//! WBC Dataset 1 (Zheng et al., Micron 2018): `images/NNN.bmp` (RGB) + `masks/NNN.png` (gray).
+//!
+//! - Classes: mask value 0 → background (0, red cells included), 128 → cytoplasm (1),
+//!   255 → nucleus (2); any other value is [`DataError::UnknownMaskValue`].
+//! - Size: as in the paper, every pair is brought to 112×112 (or the requested `[1, H, W]`)
+//!   without resampling: **centre-cropped** along an axis where it is larger, **padded** where it
+//!   is smaller. Padding replicates the image's edge pixels (a constant fill would draw an
+//!   artificial border the network could learn) and gives the labels background (0). An odd
+//!   difference puts the extra row/column at the end for a crop and at the start for a pad
+//!   (offset = ⌊(source − target) / 2⌋).
+//! - Split: [`split::seeded_split`] with a test set of [`TEST_COUNT`] images: shuffle the sorted
+//!   names with `ChaCha8Rng::seed_from_u64(seed)`, the first 20 are the test set, the next
+//!   `train_size` the training set. The test set depends only on the seed.
+
+use std::collections::HashMap;
+
+use super::{
+    DataError, Dataset, DatasetKind, LoadOptions, Pair, Sample, ValueMap, assemble, check_2d_size,
+    check_same_size, class_names, default_size, list_pairs, load_named, split, split_request,
+};
+use crate::io::{read_image, read_mask};
+
+/// Size of the seeded test set.
+pub const TEST_COUNT: usize = 20;
+
+/// `(mask value, class index)`.
+pub const MASK_VALUES: [(u8, u8); 3] = [(0, 0), (128, 1), (255, 2)];
+
+/// Loads the WBC dataset (see the module docs).
+pub(crate) fn load(opts: &LoadOptions, with_train: bool) -> Result<Dataset, DataError> {
+    let kind = DatasetKind::Wbc;
+    let size = opts.size.unwrap_or(default_size(kind));
+    let to_hw = check_2d_size(kind, size)?;
+    let pairs = list_pairs(&opts.root.join("images"), &opts.root.join("masks"))?;
+    let names: Vec<String> = pairs.iter().map(|p| p.name.clone()).collect();
+    let split = split::seeded_split(&names, TEST_COUNT, &split_request(opts, with_train))?;
+    let by_name: HashMap<String, Pair> = pairs.into_iter().map(|p| (p.name.clone(), p)).collect();
+    let map = ValueMap::new(&MASK_VALUES);
+    let load_one = |p: &Pair| load_sample(p, to_hw, &map);
+    let test = load_named(&split.test, &by_name, load_one)?;
+    let train = load_named(&split.train, &by_name, load_one)?;
+    let path_of = |n: &str| by_name.get(n).map(|p| p.image.clone()).unwrap_or_default();
+    assemble(
+        kind,
+        class_names(kind, None),
+        size,
+        split,
+        train,
+        test,
+        path_of,
+    )
+}
+
+/// Reads one pair, maps its labels and crops / pads it to `to_hw`.
+fn load_sample(pair: &Pair, to_hw: [usize; 2], map: &ValueMap) -> Result<Sample, DataError> {
+    let (channels, hw, image) = read_image(&pair.image)?;
+    let (mask_hw, mask) = read_mask(&pair.mask)?;
+    check_same_size(pair, hw, mask_hw)?;
+    let labels = map.apply(&pair.mask, &mask)?;
+    let (image, labels) = crop_or_pad(&image, channels, hw, &labels, to_hw);
+    Ok(Sample {
+        name: pair.name.clone(),
+        channels,
+        shape: [1, to_hw[0], to_hw[1]],
+        image,
+        labels,
+    })
+}
+
+/// For each target index along an axis: the source index to copy (clamped to the edge) and
+/// whether it lies inside the source (false = padding).
+fn axis_map(from: usize, to: usize) -> Vec<(usize, bool)> {
+    let offset = (from as isize - to as isize).div_euclid(2);
+    (0..to)
+        .map(|i| {
+            let s = i as isize + offset;
+            let inside = s >= 0 && s < from as isize;
+            (s.clamp(0, from as isize - 1) as usize, inside)
+        })
+        .collect()
+}
+
+/// Centre-crops or pads a planar `[C, H, W]` image and its `[H, W]` labels to `to_hw`
+/// (image padding replicates the edge; label padding is background 0).
+pub fn crop_or_pad(
+    image: &[f32],
+    channels: usize,
+    from_hw: [usize; 2],
+    labels: &[u8],
+    to_hw: [usize; 2],
+) -> (Vec<f32>, Vec<u8>) {
+    let rows = axis_map(from_hw[0], to_hw[0]);
+    let cols = axis_map(from_hw[1], to_hw[1]);
+    let plane = from_hw[0] * from_hw[1];
+    let mut out_image = Vec::with_capacity(channels * to_hw[0] * to_hw[1]);
+    for c in 0..channels {
+        let src = &image[c * plane..][..plane];
+        for &(r, _) in &rows {
+            out_image.extend(cols.iter().map(|&(k, _)| src[r * from_hw[1] + k]));
+        }
+    }
+    let mut out_labels = Vec::with_capacity(to_hw[0] * to_hw[1]);
+    for &(r, r_in) in &rows {
+        out_labels.extend(cols.iter().map(|&(k, k_in)| {
+            if r_in && k_in {
+                labels[r * from_hw[1] + k]
+            } else {
+                0
+            }
+        }));
+    }
+    (out_image, out_labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::fixtures::{mask, rgb, write_pairs};
+    use crate::data::load_test;
+    use crate::io::test_dir;
+    use std::path::Path;
+
+    fn opts(root: &Path, train_size: usize, seed: u64) -> LoadOptions {
+        LoadOptions {
+            kind: DatasetKind::Wbc,
+            root: root.to_path_buf(),
+            train_size,
+            seed,
+            size: None,
+            folder: None,
+            test_names: None,
+        }
+    }
+
+    /// 25 pairs: 15 of 120×120, 10 of 100×100 (BMP images, PNG masks 0/128/255).
+    fn fixture() -> std::path::PathBuf {
+        let root = test_dir("wbc");
+        let sizes: Vec<(u32, u32)> = (0..25)
+            .map(|i| if i < 15 { (120, 120) } else { (100, 100) })
+            .collect();
+        write_pairs(&root, &sizes, "bmp", [0, 128, 255]);
+        root
+    }
+
+    #[test]
+    fn wbc_split_sizes_seed_and_independence_from_train_size() {
+        let root = fixture();
+        let a = load(&opts(&root, 2, 5), true).unwrap();
+        let b = load(&opts(&root, 5, 5), true).unwrap();
+        assert_eq!((a.test.len(), a.train.len(), b.train.len()), (20, 2, 5));
+        assert_eq!(
+            a.split.test, b.split.test,
+            "test set must not depend on train_size"
+        );
+        assert_eq!(a.split.train[..], b.split.train[..2]);
+        assert_eq!(
+            load(&opts(&root, 2, 5), true).unwrap().split,
+            a.split,
+            "deterministic"
+        );
+        assert_ne!(load(&opts(&root, 2, 6), true).unwrap().split, a.split);
+        assert_eq!((a.channels, a.shape), (3, [1, 112, 112]));
+        assert_eq!(a.class_names, ["background", "cytoplasm", "nucleus"]);
+        let e = load(&opts(&root, 6, 5), true).unwrap_err().to_string();
+        assert!(e.contains("train_size 6") && e.contains("5 images"), "{e}");
+        let e = load(&opts(&root, 0, 5), true).unwrap_err().to_string();
+        assert!(e.contains("at least 1"), "{e}");
+        // Evaluation: only the test set, train_size ignored.
+        let t = load_test(&opts(&root, 0, 5)).unwrap();
+        assert_eq!(
+            (t.split.test.clone(), t.train.len()),
+            (a.split.test.clone(), 0)
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn wbc_crop_pad_to_112_and_labels_mapped() {
+        let root = fixture();
+        let d = load(&opts(&root, 5, 1), true).unwrap();
+        for s in d.test.iter().chain(&d.train) {
+            assert_eq!(s.shape, [1, 112, 112]);
+            assert_eq!((s.image.len(), s.labels.len()), (3 * 112 * 112, 112 * 112));
+            let mut count = [0usize; 3];
+            for &l in &s.labels {
+                count[usize::from(l)] += 1; // panics if a label is not 0..=2
+            }
+            assert!(count.iter().all(|&c| c > 0), "{}: {count:?}", s.name);
+            let idx: usize = s.name.parse().unwrap();
+            let plane = 112 * 112;
+            if idx <= 15 {
+                // 120 → 112: crop 4 on each side; the red channel encodes x, so pixel (0,0) is x=4.
+                assert_eq!(s.image[0], 4.0 / 255.0, "{}", s.name);
+                assert_eq!(s.image[plane], 4.0 / 255.0, "green encodes y");
+            } else {
+                // 100 → 112: pad 6 by edge replication; labels are background in the border.
+                assert_eq!(s.image[0], 0.0);
+                assert_eq!(s.image[6], 0.0);
+                assert_eq!(s.image[7], 1.0 / 255.0);
+                assert_eq!(s.image[111], 99.0 / 255.0, "right edge replicated");
+                assert!(s.labels[..6 * 112].iter().all(|&l| l == 0));
+            }
+            // The nucleus disc sits at the centre of the 112×112 result.
+            assert_eq!(s.labels[56 * 112 + 56], 2);
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn wbc_unknown_mask_value_names_file_and_value() {
+        let root = fixture();
+        mask(120, 120, 0, 7, 255)
+            .save(root.join("masks/004.png"))
+            .unwrap();
+        let mut o = opts(&root, 5, 0);
+        o.test_names = Some(vec!["004".into()]);
+        let e = load(&o, true).unwrap_err();
+        assert!(
+            matches!(e, DataError::UnknownMaskValue { value: 7, .. }),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("004.png") && msg.contains(" 7 "), "{msg}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn wbc_size_mismatch_and_truncated_png_name_the_files() {
+        let root = fixture();
+        mask(100, 90, 0, 128, 255)
+            .save(root.join("masks/002.png"))
+            .unwrap();
+        let mut o = opts(&root, 0, 0);
+        o.test_names = Some(vec!["002".into()]);
+        let e = load(&o, true).unwrap_err();
+        assert!(matches!(e, DataError::SizeMismatch { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("images/002.bmp") && msg.contains("masks/002.png"),
+            "{msg}"
+        );
+        assert!(msg.contains("120×120") && msg.contains("100×90"), "{msg}");
+
+        let png = root.join("masks/003.png");
+        let bytes = std::fs::read(&png).unwrap();
+        std::fs::write(&png, &bytes[..bytes.len() / 2]).unwrap();
+        o.test_names = Some(vec!["003".into()]);
+        let e = load(&o, true).unwrap_err();
+        assert!(matches!(e, DataError::Unreadable { .. }), "{e:?}");
+        assert!(e.to_string().contains("masks/003.png"), "{e}");
+
+        std::fs::remove_file(root.join("masks/005.png")).unwrap();
+        let e = load(&o, true).unwrap_err();
+        assert!(matches!(e, DataError::MissingMask { .. }), "{e:?}");
+        assert!(e.to_string().contains("005"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn crop_or_pad_mixed_axes() {
+        // 3 rows × 5 cols → 5 rows × 3 cols: pad rows by 1 each side, crop 1 column each side.
+        let img = rgb(5, 3, 0);
+        let planar: Vec<f32> = (0..3)
+            .flat_map(|c| {
+                img.pixels()
+                    .map(move |p| f32::from(p.0[c]))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let labels: Vec<u8> = (0..15).map(|i| (i % 3 + 1) as u8).collect();
+        let (out, lab) = crop_or_pad(&planar, 3, [3, 5], &labels, [5, 3]);
+        assert_eq!(out.len(), 45);
+        assert_eq!(
+            &out[..3],
+            &[1.0, 2.0, 3.0],
+            "row 0 replicates source row 0, x = 1..4"
+        );
+        assert_eq!(
+            &out[15 + 12..15 + 15],
+            &[2.0, 2.0, 2.0],
+            "green of the last row = y 2"
+        );
+        assert_eq!(&lab[..3], &[0, 0, 0]);
+        assert_eq!(&lab[3..6], &labels[1..4]);
+        assert_eq!(&lab[12..], &[0, 0, 0]);
+    }
+}

@@ -1,0 +1,83 @@
+//! File helpers shared by every writer: atomic writes (temporary file, fsync, rename) and reads
+//! whose errors name the file.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A file-system failure, with the path it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {action}: {source}")]
+pub struct FsError {
+    pub path: PathBuf,
+    pub action: &'static str,
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn fs_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> FsError + 'a {
+    move |source| FsError {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// The temporary sibling a write goes through: same folder, so the rename is atomic.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to `path` so that readers see either the old file or the complete new one,
+/// never a half-written file, even if the process dies mid-write.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut file = fs::File::create(&tmp).map_err(fs_err(&tmp, "cannot create"))?;
+        file.write_all(bytes)
+            .map_err(fs_err(&tmp, "cannot write"))?;
+        file.sync_all().map_err(fs_err(&tmp, "cannot sync"))?;
+        fs::rename(&tmp, path).map_err(fs_err(path, "cannot replace"))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads a whole file, naming it in the error.
+pub fn read(path: &Path) -> Result<Vec<u8>, FsError> {
+    fs::read(path).map_err(fs_err(path, "cannot read"))
+}
+
+/// Reads a whole UTF-8 file, naming it in the error.
+pub fn read_to_string(path: &Path) -> Result<String, FsError> {
+    fs::read_to_string(path).map_err(fs_err(path, "cannot read"))
+}
+
+/// Creates a directory and its parents, naming it in the error.
+pub fn create_dir_all(path: &Path) -> Result<(), FsError> {
+    fs::create_dir_all(path).map_err(fs_err(path, "cannot create directory"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = std::env::temp_dir().join(format!("msnet-fsutil-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert!(!temp_path(&p).exists());
+        let missing = dir.join("no/such/dir/x");
+        let e = write_atomic(&missing, b"x").unwrap_err().to_string();
+        assert!(e.contains("no/such/dir"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,29 @@
+//! # msnet: MSNet defined once
+//!
+//! The core of MSNet Edge. It owns what every engine shares and nothing engine-specific:
+//! - [`config`]: `config.json`, the values that fix a network and its input;
+//! - [`spec`]: the layer list (names, kinds, shapes) and [`graph`]: the V-cycle program that
+//!   the trainer (burn), the exporter (ONNX) and the runtime plan each lower;
+//! - [`weights`] and [`model`]: the safetensors weight file and model directories;
+//! - [`metrics`] and [`overlay`]: the paper's Acc / IoU / DSC / ASD and contour figures;
+//! - [`data`] and [`io`]: the datasets (WBC, Drishti-GS1, ACDC, user folders), image and
+//!   NIfTI reading.
+//!
+//! It must not depend on burn, tract or any engine: those crates depend on it.
+
+pub mod config;
+pub mod data;
+pub mod fsutil;
+pub mod graph;
+pub mod io;
+pub mod metrics;
+pub mod model;
+pub mod overlay;
+pub mod phantom;
+pub mod spec;
+pub mod weights;
+
+pub use config::Config;
+pub use model::Model;
+pub use spec::Spec;
+pub use weights::Weights;

@@ -1,0 +1,64 @@
+//! Inference with the burn network (the reference forward pass for evaluation and export
+//! checks).
+
+use burn::tensor::Device;
+use msnet::data::Sample;
+use msnet::{Model, Spec};
+
+use crate::batch;
+use crate::network::MsNet;
+
+/// A model placed on a device for inference.
+pub struct Predictor {
+    pub spec: Spec,
+    net: MsNet,
+    device: Device,
+}
+
+impl Predictor {
+    pub fn new(model: &Model, device: Device) -> Self {
+        Self {
+            net: MsNet::from_weights(&model.spec, &model.weights, &device),
+            spec: model.spec.clone(),
+            device,
+        }
+    }
+
+    /// Class probabilities of each sample, `[classes, D, H, W]` row-major.
+    pub fn probabilities(&self, samples: &[&Sample]) -> Vec<Vec<f32>> {
+        let images = batch::images(samples, &self.device);
+        let probs = self.net.forward(&self.spec, images);
+        let flat = probs
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap_or_else(|e| unreachable!("probabilities are f32: {e:?}"));
+        let per = flat.len() / samples.len();
+        flat.chunks(per).map(<[f32]>::to_vec).collect()
+    }
+
+    /// Predicted class of every voxel of each sample.
+    pub fn labels(&self, samples: &[&Sample]) -> Vec<Vec<u8>> {
+        let classes = self.spec.config.classes;
+        self.probabilities(samples)
+            .iter()
+            .map(|p| argmax_classes(p, classes))
+            .collect()
+    }
+}
+
+/// Per-voxel argmax over the class axis of `[classes, voxels]` probabilities; ties go to the
+/// lower class index (as ONNX ArgMax).
+pub fn argmax_classes(probs: &[f32], classes: usize) -> Vec<u8> {
+    let voxels = probs.len() / classes;
+    (0..voxels)
+        .map(|j| {
+            let mut best = 0;
+            for c in 1..classes {
+                if probs[c * voxels + j] > probs[best * voxels + j] {
+                    best = c;
+                }
+            }
+            best as u8
+        })
+        .collect()
+}

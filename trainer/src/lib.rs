@@ -1,0 +1,40 @@
+//! # msnet-trainer: MSNet trained with burn
+//!
+//! Owns the burn lowering of the MSNet program ([`lowering`], [`network`]), the soft Dice
+//! loss, the training loop with checkpoints and resume, and burn inference (the reference the
+//! exporter checks other engines against). It reads the network only through
+//! [`msnet::graph`] and [`msnet::spec`], and must not define any part of the network itself,
+//! nor know about ONNX or the runtime.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod device;
+pub mod infer;
+pub mod loss;
+pub mod lowering;
+pub mod network;
+pub mod train;
+
+pub use infer::Predictor;
+pub use network::MsNet;
+pub use train::{Outcome, Report, Run, Step, TrainOptions, train};
+
+/// Why training could not run or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Model(#[from] msnet::model::ModelError),
+    #[error("{0}")]
+    Fs(#[from] msnet::fsutil::FsError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("invalid training setup: {0}")]
+    Options(String),
+    #[error(
+        "the loss became NaN or infinite at iteration {iteration}; training stopped and {checkpoint}. Try a lower --lr or check the input data"
+    )]
+    NonFinite {
+        iteration: usize,
+        checkpoint: String,
+    },
+}
