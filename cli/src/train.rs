@@ -228,7 +228,7 @@ impl Progress {
             }
             None => {
                 let every = (self.total / 10).max(1);
-                if s.iteration % every == 0 || s.iteration == self.total || s.iteration == 1 {
+                if s.iteration.is_multiple_of(every) || s.iteration == self.total || s.iteration == 1 {
                     eprintln!(
                         "iteration {}/{} {msg} ETA {:.0} s",
                         s.iteration, self.total, s.eta_seconds

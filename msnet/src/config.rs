@@ -183,7 +183,7 @@ impl Config {
                 self.in_channels, self.classes, self.channels
             ));
         }
-        if self.phases == 0 || self.channels % self.phases != 0 {
+        if self.phases == 0 || !self.channels.is_multiple_of(self.phases) {
             return bad(format!(
                 "channels ({}) must be a multiple of phases ({})",
                 self.channels, self.phases
@@ -198,7 +198,7 @@ impl Config {
         if self.dims == 2 && d != 1 {
             return bad(format!("2D input_size must have D = 1, got {d}"));
         }
-        if spatial.iter().any(|&s| s == 0 || s % factor != 0) {
+        if spatial.iter().any(|&s| s == 0 || !s.is_multiple_of(factor)) {
             return bad(format!(
                 "input size {:?} must divide by 2^(grids-1) = {factor} on every spatial axis",
                 spatial
