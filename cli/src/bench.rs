@@ -65,6 +65,7 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         final_loss: 0.0,
         seconds: 0.0,
         hardware: String::new(),
+        folder_classes: None,
     };
     let warmup = 2;
     let mut stamps = Vec::new();

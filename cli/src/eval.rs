@@ -49,6 +49,10 @@ pub fn run(a: &EvalArgs) -> Result<ExitCode> {
         );
     }
     let mut data = a.data.clone();
+    if let (None, Some(classes)) = (&data.classes, &training.folder_classes) {
+        let mapping: Vec<String> = classes.iter().map(|(v, n)| format!("{v}={n}")).collect();
+        data.classes = Some(mapping.join(","));
+    }
     if data.size.is_none() {
         let [d, h, w] = config.input_size;
         data.size = Some(format!("{d}x{h}x{w}"));

@@ -21,22 +21,6 @@ pub fn parse_size(text: &str) -> Result<[usize; 3]> {
     }
 }
 
-/// Parses "0=background,255=cell" into the folder class map.
-pub fn parse_classes(text: &str) -> Result<Vec<(u8, String)>> {
-    text.split(',')
-        .map(|pair| {
-            let (value, name) = pair
-                .split_once('=')
-                .with_context(|| format!("--classes: {pair:?} is not VALUE=NAME"))?;
-            let value: u8 = value
-                .trim()
-                .parse()
-                .with_context(|| format!("--classes: {value:?} is not a mask value 0..=255"))?;
-            Ok((value, name.trim().to_string()))
-        })
-        .collect()
-}
-
 /// Builds the loader options shared by `train` and `eval`.
 pub fn load_options(
     a: &DataArgs,
@@ -46,10 +30,7 @@ pub fn load_options(
     test_names: Option<Vec<String>>,
 ) -> Result<LoadOptions> {
     let folder = match (kind, &a.classes) {
-        (DatasetKind::Folder, Some(c)) => Some(FolderSpec {
-            classes: parse_classes(c)?,
-            test_count: a.test_count,
-        }),
+        (DatasetKind::Folder, Some(c)) => Some(FolderSpec::parse(c, a.test_count)?),
         (DatasetKind::Folder, None) => {
             bail!("--dataset folder needs --classes, e.g. --classes 0=background,255=cell")
         }

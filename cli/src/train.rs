@@ -119,6 +119,7 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
         final_loss: f64::NAN,
         seconds: 0.0,
         hardware: String::new(),
+        folder_classes: opts.folder.as_ref().map(|f| f.classes.clone()),
     };
     if a.resume {
         check_resume_split(&a.out, &record)?;
@@ -228,7 +229,10 @@ impl Progress {
             }
             None => {
                 let every = (self.total / 10).max(1);
-                if s.iteration.is_multiple_of(every) || s.iteration == self.total || s.iteration == 1 {
+                if s.iteration.is_multiple_of(every)
+                    || s.iteration == self.total
+                    || s.iteration == 1
+                {
                     eprintln!(
                         "iteration {}/{} {msg} ETA {:.0} s",
                         s.iteration, self.total, s.eta_seconds

@@ -90,6 +90,10 @@ pub struct TrainingRecord {
     pub seconds: f64,
     /// Where the run happened (backend and device), for model cards.
     pub hardware: String,
+    /// For `folder` datasets: the mask value of each class, so evaluation reads masks exactly
+    /// as training did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder_classes: Option<Vec<(u8, String)>>,
 }
 
 /// Weight initialisation: uniform in `±gain / sqrt(fan_in)`, with a larger gain on the output

@@ -4,6 +4,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A file-system failure, with the path it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -23,10 +24,17 @@ fn fs_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Erro
     }
 }
 
-/// The temporary sibling a write goes through: same folder, so the rename is atomic.
-pub fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
+/// A fresh temporary sibling for a write: same folder, so the rename is atomic; hidden, and
+/// unique per process and call, so concurrent writers of one target never share it.
+fn temp_path(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(
+        ".tmp{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
     path.with_file_name(name)
 }
 
@@ -74,7 +82,15 @@ mod tests {
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert!(!temp_path(&p).exists());
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("a.json")],
+            "no temporary file left"
+        );
         let missing = dir.join("no/such/dir/x");
         let e = write_atomic(&missing, b"x").unwrap_err().to_string();
         assert!(e.contains("no/such/dir"), "{e}");

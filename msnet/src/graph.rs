@@ -10,7 +10,8 @@
 //! - on a coarse grid, `F = R(r) + A(u0, v0)`, so the first FEM's `F - A(u0, v0)` is `R(r)`:
 //!   the duplicate `A(u0, v0)` is not evaluated again (results change only by float rounding).
 //!
-//! Deduplicated, a 2D forward pass runs 86 convolutions instead of 110.
+//! Deduplicated, a 2D forward pass runs 86 convolutions instead of 110 ([`crate::cost`]
+//! counts them).
 
 use crate::spec::{ConvSpec, FemLayers, Spec, Sweep};
 
@@ -204,101 +205,4 @@ pub fn forward<B: Lowering>(b: &mut B, spec: &Spec, image: &B::Value) -> B::Valu
     let h = b.relu(&h);
     let logits = b.conv(o2, &h);
     b.class_softmax(&logits)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-
-    /// Counts operations and multiply-adds without computing anything.
-    struct Counter {
-        spec_dims: usize,
-        convs: usize,
-        macs: u64,
-    }
-
-    /// A value is its shape `[channels, D, H, W]`.
-    impl Lowering for Counter {
-        type Value = [usize; 4];
-        fn normalize(&mut self, x: &[usize; 4], _: &[f32], _: &[f32]) -> [usize; 4] {
-            *x
-        }
-        fn conv(&mut self, l: &ConvSpec, x: &[usize; 4]) -> [usize; 4] {
-            assert_eq!(x[0], l.in_channels, "{}", l.name);
-            self.convs += 1;
-            let s = l.stride;
-            let d = if self.spec_dims == 3 {
-                x[1].div_ceil(s)
-            } else {
-                1
-            };
-            let out = [l.out_channels, d, x[2].div_ceil(s), x[3].div_ceil(s)];
-            self.macs += (out.iter().product::<usize>() * l.fan_in()) as u64;
-            out
-        }
-        fn relu(&mut self, x: &[usize; 4]) -> [usize; 4] {
-            *x
-        }
-        fn add(&mut self, a: &[usize; 4], b: &[usize; 4]) -> [usize; 4] {
-            assert_eq!(a, b);
-            *a
-        }
-        fn sub(&mut self, a: &[usize; 4], b: &[usize; 4]) -> [usize; 4] {
-            self.add(a, b)
-        }
-        fn mul(&mut self, a: &[usize; 4], b: &[usize; 4]) -> [usize; 4] {
-            self.add(a, b)
-        }
-        fn affine(&mut self, x: &[usize; 4], _: f32, _: f32) -> [usize; 4] {
-            *x
-        }
-        fn square(&mut self, x: &[usize; 4]) -> [usize; 4] {
-            *x
-        }
-        fn phase_softmax(&mut self, x: &[usize; 4], p: usize) -> [usize; 4] {
-            assert_eq!(x[0] % p, 0);
-            *x
-        }
-        fn avg_pool(&mut self, x: &[usize; 4]) -> [usize; 4] {
-            let d = if self.spec_dims == 3 { x[1] / 2 } else { 1 };
-            [x[0], d, x[2] / 2, x[3] / 2]
-        }
-        fn prolong(&mut self, x: &[usize; 4]) -> [usize; 4] {
-            let d = if self.spec_dims == 3 { x[1] * 2 } else { 1 };
-            [x[0], d, x[2] * 2, x[3] * 2]
-        }
-        fn class_softmax(&mut self, x: &[usize; 4]) -> [usize; 4] {
-            *x
-        }
-    }
-
-    fn count(cfg: &Config) -> (Counter, [usize; 4]) {
-        let spec = Spec::new(cfg);
-        let mut c = Counter {
-            spec_dims: cfg.dims,
-            convs: 0,
-            macs: 0,
-        };
-        let [d, h, w] = cfg.input_size;
-        let out = forward(&mut c, &spec, &[cfg.in_channels, d, h, w]);
-        (c, out)
-    }
-
-    #[test]
-    fn deduplicated_2d_pass_runs_86_convolutions() {
-        let (c, out) = count(&Config::new(2, 3, 3));
-        assert_eq!(c.convs, 86);
-        assert_eq!(out, [3, 1, 128, 128]);
-        // MSNET.md: 1.785 GFLOP at 128x128 deduplicated.
-        let gflop = 2.0 * c.macs as f64 / 1e9;
-        assert!((gflop - 1.785).abs() < 0.005, "{gflop}");
-    }
-
-    #[test]
-    fn three_d_pass_returns_to_input_shape() {
-        let (c, out) = count(&Config::new(3, 1, 4));
-        assert_eq!(c.convs, 86);
-        assert_eq!(out, [4, 16, 128, 128]);
-    }
 }

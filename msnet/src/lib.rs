@@ -12,6 +12,7 @@
 //! It must not depend on burn, tract or any engine: those crates depend on it.
 
 pub mod config;
+pub mod cost;
 pub mod data;
 pub mod fsutil;
 pub mod graph;

@@ -13,7 +13,6 @@
 //! * Ground truth: a dashed contour in [`TRUTH_COLOUR`] (pure yellow), drawn on top of the
 //!   prediction. Where both contours coincide the line alternates yellow and the class colour.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::metrics::boundary;
@@ -128,9 +127,8 @@ pub enum OverlayError {
 /// * `hw`: `[H, W]`; `pred`, `truth`: `H * W` labels in `0..classes`.
 ///
 /// The output is upscaled by [`upscale_factor`]`(hw)` (×3 for a 112×112 input). Only foreground
-/// classes (≥ 1) are drawn. The file is written atomically: the PNG is encoded in memory, written
-/// and synced to `path.with_extension("png.tmp")`, then renamed to `path`; on failure the
-/// temporary file is removed, so `path` is either the old file or the complete new one.
+/// classes (≥ 1) are drawn. The file is written atomically ([`crate::fsutil::write_atomic`]), so `path`
+/// is either the old file or the complete new one.
 ///
 /// # Errors
 /// [`OverlayError`] naming `path`: bad channel count, empty/too-large size, length mismatches,
@@ -151,27 +149,12 @@ pub fn write_overlay(
             path: path.to_owned(),
             source,
         })?;
-    let tmp = path.with_extension("png.tmp");
-    let io_err = |action: &'static str, file: &Path| {
-        let file = file.to_owned();
-        move |source| OverlayError::Io {
-            path: path.to_owned(),
-            action,
-            file,
-            source,
-        }
-    };
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
-        f.write_all(png.get_ref())
-            .map_err(io_err("cannot write", &tmp))?;
-        f.sync_all().map_err(io_err("cannot sync", &tmp))?;
-        std::fs::rename(&tmp, path).map_err(io_err("cannot rename into place", &tmp))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::fsutil::write_atomic(path, png.get_ref()).map_err(|e| OverlayError::Io {
+        path: path.to_owned(),
+        action: e.action,
+        file: e.path,
+        source: e.source,
+    })
 }
 
 /// Builds the upscaled overlay picture in memory (see [`write_overlay`]).
@@ -313,10 +296,6 @@ mod tests {
         let (image, pred, truth) = case();
         let path = temp_path("gray.png");
         write_overlay(&path, &image, 1, [20, 30], &pred, &truth, 3).expect("overlay written");
-        assert!(
-            !path.with_extension("png.tmp").exists(),
-            "temporary file left behind"
-        );
         let png = image::open(&path).expect("PNG readable").to_rgb8();
         assert_eq!(upscale_factor([20, 30]), 3);
         assert_eq!(png.dimensions(), (90, 60));

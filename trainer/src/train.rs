@@ -220,7 +220,9 @@ pub fn train(
             images_per_second: (done * opts.batch_size) as f64 / elapsed,
             eta_seconds: elapsed / done as f64 * (opts.iterations - state.iteration) as f64,
         });
-        if state.iteration.is_multiple_of(opts.checkpoint_every) || state.iteration == opts.iterations {
+        if state.iteration.is_multiple_of(opts.checkpoint_every)
+            || state.iteration == opts.iterations
+        {
             finish_record(&mut record, &state);
             checkpoint::save(
                 run.out,

@@ -38,6 +38,7 @@ fn record() -> TrainingRecord {
         final_loss: 0.0,
         seconds: 0.0,
         hardware: String::new(),
+        folder_classes: None,
     }
 }
 

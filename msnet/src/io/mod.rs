@@ -14,10 +14,7 @@ pub mod nifti;
 pub use self::image::{read_image, read_mask, resize_bilinear, resize_nearest, write_gray_png};
 pub use self::nifti::{read_volume_f32, read_volume_u8, write_volume_f32, write_volume_u8};
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The largest accepted image side, in pixels (protects decoders from absurd headers).
 pub const MAX_IMAGE_SIDE: usize = 16_384;
@@ -91,45 +88,19 @@ pub(crate) fn unreadable(path: &Path, reason: impl std::fmt::Display) -> IoError
     }
 }
 
-/// Writes `bytes` to `path` through a temporary sibling file and a rename, so that a reader
-/// sees either the old file or the complete new one, never a half-written file.
+/// Writes `bytes` to `path` atomically ([`crate::fsutil::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
-    // A per-process counter keeps two threads writing the same target from sharing a temp file.
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let write_err = |p: &Path, e: std::io::Error| IoError::Write {
-        path: p.to_path_buf(),
+    crate::fsutil::write_atomic(path, bytes).map_err(|e| IoError::Write {
+        path: path.to_path_buf(),
         reason: e.to_string(),
-    };
-    let Some(name) = path.file_name() else {
-        return Err(IoError::Write {
-            path: path.to_path_buf(),
-            reason: "the path has no file name".into(),
-        });
-    };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(
-        ".tmp{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut file = fs::File::create(&tmp).map_err(|e| write_err(&tmp, e))?;
-        file.write_all(bytes).map_err(|e| write_err(&tmp, e))?;
-        file.sync_all().map_err(|e| write_err(&tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| write_err(path, e))
-    })();
-    if result.is_err() {
-        // Best effort: the original error is what matters to the caller.
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    })
 }
 
 /// A unique, empty scratch directory under the system temp dir for tests.
 #[cfg(test)]
 pub(crate) fn test_dir(tag: &str) -> PathBuf {
+    use std::fs;
+    use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
         "msnet-{tag}-{}-{}",
@@ -139,26 +110,4 @@ pub(crate) fn test_dir(tag: &str) -> PathBuf {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn atomic_write_replaces_file_and_leaves_no_temp() {
-        let dir = test_dir("atomic");
-        let p = dir.join("a.bin");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(
-            fs::read_dir(&dir).unwrap().count(),
-            1,
-            "a temp file was left behind"
-        );
-        let e = write_atomic(&dir.join("no/such/x.png"), b"x").unwrap_err();
-        assert!(e.to_string().contains("no/such"), "{e}");
-        fs::remove_dir_all(&dir).unwrap();
-    }
 }

@@ -1,0 +1,170 @@
+//! The `msnet` binary end to end: info, train and eval on a generated folder dataset, and the
+//! errors a user sees.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use msnet::phantom::nested_ellipses;
+
+fn msnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_msnet"))
+        .args(args)
+        .env_remove("MSNET_DATA")
+        .output()
+        .expect("msnet runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("msnet-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A folder dataset of gray phantoms with masks 0/128/255.
+fn write_folder_dataset(root: &Path, n: u64) {
+    for dir in ["images", "masks"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for i in 0..n {
+        let s = nested_ellipses(i, 1, [1, 40, 40], 3);
+        let image: Vec<u8> = s.image.iter().map(|v| (v * 255.0).round() as u8).collect();
+        let mask: Vec<u8> = s
+            .labels
+            .iter()
+            .map(|&l| [0u8, 128, 255][l as usize])
+            .collect();
+        let name = format!("p{i:02}.png");
+        msnet::io::write_gray_png(&root.join("images").join(&name), [40, 40], &image).unwrap();
+        msnet::io::write_gray_png(&root.join("masks").join(&name), [40, 40], &mask).unwrap();
+    }
+}
+
+#[test]
+fn info_prints_the_papers_parameter_counts() {
+    let o = msnet(&[
+        "info",
+        "--dims",
+        "2",
+        "--in-channels",
+        "3",
+        "--classes",
+        "3",
+    ]);
+    assert!(o.status.success());
+    assert!(
+        text(&o).lines().any(|l| l == "parameters: 111456"),
+        "{}",
+        text(&o)
+    );
+    let o = msnet(&[
+        "info",
+        "--dims",
+        "3",
+        "--in-channels",
+        "1",
+        "--classes",
+        "4",
+    ]);
+    assert!(
+        text(&o).lines().any(|l| l == "parameters: 333936"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn train_then_eval_on_a_folder_dataset() {
+    let dir = scratch("folder");
+    let data = dir.join("data");
+    write_folder_dataset(&data, 8);
+    let out = dir.join("model");
+    let (data_s, out_s) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let o = msnet(&[
+        "train",
+        "--dataset",
+        "folder",
+        "--data",
+        data_s,
+        "--classes",
+        "0=background,128=ring,255=core",
+        "--size",
+        "32x32",
+        "--train-size",
+        "4",
+        "--test-count",
+        "3",
+        "--iterations",
+        "3",
+        "--batch-size",
+        "2",
+        "--out",
+        out_s,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("test:"),
+        "the split is printed: {}",
+        text(&o)
+    );
+    let o = msnet(&[
+        "eval",
+        "--model",
+        out_s,
+        "--data",
+        data_s,
+        "--json",
+        "--overlays",
+        dir.join("overlays").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["images"], 3);
+    for key in ["mean_all", "mean_foreground"] {
+        for m in ["acc", "iou", "dsc", "asd"] {
+            assert!(report[key][m].is_number(), "{key}.{m} in {report}");
+        }
+    }
+    assert!(report["classes"]["core"]["dsc"].is_number());
+    assert_eq!(std::fs::read_dir(dir.join("overlays")).unwrap().count(), 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn missing_data_names_the_path_and_msnet_data() {
+    let o = msnet(&[
+        "train",
+        "--dataset",
+        "wbc",
+        "--data",
+        "/nonexistent/msnet-data",
+        "--out",
+        "/tmp/x",
+    ]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("/nonexistent/msnet-data") && t.contains("MSNET_DATA"),
+        "{t}"
+    );
+}
+
+#[test]
+fn eval_of_a_corrupt_model_names_the_file() {
+    let dir = scratch("corrupt");
+    let cfg = msnet::Config::new(2, 1, 2);
+    cfg.save(&dir.join("config.json")).unwrap();
+    std::fs::write(dir.join("model.safetensors"), b"not a model").unwrap();
+    let o = msnet(&["eval", "--model", dir.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("model.safetensors"), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
