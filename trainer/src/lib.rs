@@ -31,7 +31,7 @@ pub enum TrainError {
     #[error("invalid training setup: {0}")]
     Options(String),
     #[error(
-        "the loss became NaN or infinite at iteration {iteration}; training stopped and {checkpoint}. Try a lower --lr or check the input data"
+        "the loss or the weights became NaN or infinite at iteration {iteration}; training stopped and {checkpoint}. Try a lower --lr or check the input data"
     )]
     NonFinite {
         iteration: usize,

@@ -223,26 +223,24 @@ pub fn train(
         if state.iteration.is_multiple_of(opts.checkpoint_every)
             || state.iteration == opts.iterations
         {
+            let weights = model.to_weights();
+            // Never replace a good checkpoint with weights that have blown up.
+            if weights.first_non_finite(spec).is_some() {
+                return Err(TrainError::NonFinite {
+                    iteration: state.iteration,
+                    checkpoint: state_on_disk(run.out),
+                });
+            }
             finish_record(&mut record, &state);
-            checkpoint::save(
-                run.out,
-                &with_record(&record),
-                &model.to_weights(),
-                &optimizer,
-                &state,
-            )?;
+            checkpoint::save(run.out, &with_record(&record), &weights, &optimizer, &state)?;
         }
     }
     finish_record(&mut record, &state);
+    // The last iteration always writes a checkpoint, which checked the weights are finite.
     let final_model = Model {
         spec: with_record(&record),
         weights: model.to_weights(),
     };
-    if let Some((name, index)) = final_model.weights.first_non_finite(&final_model.spec) {
-        return Err(TrainError::Checkpoint(format!(
-            "weight {name}[{index}] is not finite; the model was not written"
-        )));
-    }
     final_model.save(run.out)?;
     Ok(Report {
         outcome: Outcome::Finished,

@@ -196,3 +196,41 @@ fn a_stop_request_writes_a_checkpoint_that_resumes() {
     assert_eq!(resumed.record.iterations, 4);
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn a_diverging_run_stops_with_a_message_and_keeps_the_last_checkpoint() {
+    let samples = phantoms(2);
+    let out = out_dir("nan-loss");
+    let opts = TrainOptions {
+        iterations: 6,
+        batch_size: 1,
+        learning_rate: 1e30,
+        checkpoint_every: 1,
+        ..TrainOptions::default()
+    };
+    let stop = AtomicBool::new(false);
+    let err = train(
+        &spec(),
+        &samples,
+        &opts,
+        Run {
+            out: &out,
+            resume: false,
+            record: record(),
+            device: Device::flex(),
+        },
+        &mut |_| {},
+        &stop,
+    )
+    .err()
+    .expect("a learning rate of 1e30 must diverge")
+    .to_string();
+    assert!(err.contains("NaN or infinite"), "{err}");
+    let ck = msnet_trainer::checkpoint::load(&out).unwrap();
+    assert!(
+        err.contains(&format!("iteration {}", ck.state.iteration)),
+        "{err}"
+    );
+    assert!(ck.model.weights.first_non_finite(&ck.model.spec).is_none());
+    std::fs::remove_dir_all(&out).unwrap();
+}
