@@ -48,14 +48,15 @@ fn out_dir(tag: &str) -> PathBuf {
     d
 }
 
-fn run_training(
+/// Trains on `samples`, recording the losses; `stop` set means "stop before the first step".
+fn try_training(
     samples: &[Sample],
     opts: &TrainOptions,
     out: &PathBuf,
     resume: bool,
+    stop: bool,
     losses: &mut Vec<f64>,
-) -> msnet_trainer::Report {
-    let stop = AtomicBool::new(false);
+) -> Result<msnet_trainer::Report, msnet_trainer::TrainError> {
     train(
         &spec(),
         samples,
@@ -67,9 +68,18 @@ fn run_training(
             device: Device::flex(),
         },
         &mut |s| losses.push(s.loss),
-        &stop,
+        &AtomicBool::new(stop),
     )
-    .unwrap()
+}
+
+fn run_training(
+    samples: &[Sample],
+    opts: &TrainOptions,
+    out: &PathBuf,
+    resume: bool,
+    losses: &mut Vec<f64>,
+) -> msnet_trainer::Report {
+    try_training(samples, opts, out, resume, false, losses).unwrap()
 }
 
 #[test]
@@ -141,19 +151,13 @@ fn bad_samples_are_rejected_with_their_name() {
     let mut samples = phantoms(2);
     samples[1].image[7] = f32::NAN;
     let out = out_dir("nan");
-    let stop = AtomicBool::new(false);
-    let err = train(
-        &spec(),
+    let err = try_training(
         &samples,
         &TrainOptions::default(),
-        Run {
-            out: &out,
-            resume: false,
-            record: record(),
-            device: Device::flex(),
-        },
-        &mut |_| {},
-        &stop,
+        &out,
+        false,
+        false,
+        &mut vec![],
     )
     .err()
     .unwrap()
@@ -168,26 +172,12 @@ fn bad_samples_are_rejected_with_their_name() {
 fn a_stop_request_writes_a_checkpoint_that_resumes() {
     let samples = phantoms(3);
     let out = out_dir("stop");
-    let stop = AtomicBool::new(true);
     let opts = TrainOptions {
         iterations: 4,
         batch_size: 1,
         ..TrainOptions::default()
     };
-    let report = train(
-        &spec(),
-        &samples,
-        &opts,
-        Run {
-            out: &out,
-            resume: false,
-            record: record(),
-            device: Device::flex(),
-        },
-        &mut |_| {},
-        &stop,
-    )
-    .unwrap();
+    let report = try_training(&samples, &opts, &out, false, true, &mut vec![]).unwrap();
     assert_eq!(report.outcome, Outcome::Interrupted { iteration: 0 });
     let ck = msnet_trainer::checkpoint::load(&out).unwrap();
     assert_eq!(ck.state.iteration, 0);
@@ -208,23 +198,10 @@ fn a_diverging_run_stops_with_a_message_and_keeps_the_last_checkpoint() {
         checkpoint_every: 1,
         ..TrainOptions::default()
     };
-    let stop = AtomicBool::new(false);
-    let err = train(
-        &spec(),
-        &samples,
-        &opts,
-        Run {
-            out: &out,
-            resume: false,
-            record: record(),
-            device: Device::flex(),
-        },
-        &mut |_| {},
-        &stop,
-    )
-    .err()
-    .expect("a learning rate of 1e30 must diverge")
-    .to_string();
+    let err = try_training(&samples, &opts, &out, false, false, &mut vec![])
+        .err()
+        .expect("a learning rate of 1e30 must diverge")
+        .to_string();
     assert!(err.contains("NaN or infinite"), "{err}");
     let ck = msnet_trainer::checkpoint::load(&out).unwrap();
     assert!(

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     DataError, Dataset, DatasetKind, LoadOptions, Sample, ValueMap, assemble, class_names,
-    default_size, load_named, split, split_request,
+    default_size, split, split_request,
 };
 use crate::io::{read_volume_f32, read_volume_u8};
 
@@ -59,18 +59,14 @@ pub(crate) fn load(opts: &LoadOptions, with_train: bool) -> Result<Dataset, Data
     let split = split::patient_split(&names, TEST_PATIENTS, &split_request(opts, with_train))?;
     let by_name: HashMap<String, VolumePair> =
         pairs.into_iter().map(|p| (p.name.clone(), p)).collect();
-    let load_one = |p: &VolumePair| load_sample(p, factor);
-    let test = load_named(&split.test, &by_name, load_one)?;
-    let train = load_named(&split.train, &by_name, load_one)?;
-    let path_of = |n: &str| by_name.get(n).map(|p| p.image.clone()).unwrap_or_default();
     assemble(
         kind,
         class_names(kind, None),
         size,
         split,
-        train,
-        test,
-        path_of,
+        &by_name,
+        |p| p.image.clone(),
+        |p: &VolumePair| load_sample(p, factor),
     )
 }
 

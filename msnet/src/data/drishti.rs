@@ -14,10 +14,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::{
-    DataError, Dataset, DatasetKind, LoadOptions, Pair, Sample, ValueMap, assemble, check_2d_size,
-    check_same_size, class_names, default_size, list_pairs, load_named, split, split_request,
+    DataError, Dataset, DatasetKind, LoadOptions, Pair, ValueMap, assemble, check_2d_size,
+    class_names, default_size, list_pairs, load_resized, split, split_request,
 };
-use crate::io::{read_image, read_mask, resize_bilinear, resize_nearest};
 
 /// `(mask value, class index)`: the label files already hold class indices.
 pub const MASK_VALUES: [(u8, u8); 3] = [(0, 0), (1, 1), (2, 2)];
@@ -46,34 +45,15 @@ pub(crate) fn load(opts: &LoadOptions, with_train: bool) -> Result<Dataset, Data
         by_name.entry(p.name.clone()).or_insert(p);
     }
     let map = ValueMap::new(&MASK_VALUES);
-    let load_one = |p: &Pair| load_sample(p, to_hw, &map);
-    let test = load_named(&split.test, &by_name, load_one)?;
-    let train = load_named(&split.train, &by_name, load_one)?;
-    let path_of = |n: &str| by_name.get(n).map(|p| p.image.clone()).unwrap_or_default();
     assemble(
         kind,
         class_names(kind, None),
         size,
         split,
-        train,
-        test,
-        path_of,
+        &by_name,
+        |p| p.image.clone(),
+        |p: &Pair| load_resized(p, to_hw, &map),
     )
-}
-
-/// Reads one pair, checks its labels and resizes it to `to_hw`.
-fn load_sample(pair: &Pair, to_hw: [usize; 2], map: &ValueMap) -> Result<Sample, DataError> {
-    let (channels, hw, image) = read_image(&pair.image)?;
-    let (mask_hw, mask) = read_mask(&pair.mask)?;
-    check_same_size(pair, hw, mask_hw)?;
-    let labels = map.apply(&pair.mask, &mask)?;
-    Ok(Sample {
-        name: pair.name.clone(),
-        channels,
-        shape: [1, to_hw[0], to_hw[1]],
-        image: resize_bilinear(&image, channels, hw, to_hw),
-        labels: resize_nearest(&labels, hw, to_hw),
-    })
 }
 
 /// The experts' mean vertical cup-to-disc ratio per image name, from `root/roi_index.csv`

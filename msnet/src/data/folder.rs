@@ -14,10 +14,9 @@
 use std::collections::HashMap;
 
 use super::{
-    DataError, Dataset, DatasetKind, FolderSpec, LoadOptions, Pair, Sample, ValueMap, assemble,
-    check_2d_size, check_same_size, default_size, list_pairs, load_named, split, split_request,
+    DataError, Dataset, DatasetKind, FolderSpec, LoadOptions, Pair, ValueMap, assemble,
+    check_2d_size, default_size, list_pairs, load_resized, split, split_request,
 };
-use crate::io::{read_image, read_mask, resize_bilinear, resize_nearest};
 
 /// Loads a user folder (see the module docs).
 pub(crate) fn load(opts: &LoadOptions, with_train: bool) -> Result<Dataset, DataError> {
@@ -36,11 +35,15 @@ pub(crate) fn load(opts: &LoadOptions, with_train: bool) -> Result<Dataset, Data
     let split = split::seeded_split(&names, spec.test_count, &split_request(opts, with_train))?;
     let by_name: HashMap<String, Pair> = pairs.into_iter().map(|p| (p.name.clone(), p)).collect();
     let map = value_map(spec)?;
-    let load_one = |p: &Pair| load_sample(p, to_hw, &map);
-    let test = load_named(&split.test, &by_name, load_one)?;
-    let train = load_named(&split.train, &by_name, load_one)?;
-    let path_of = |n: &str| by_name.get(n).map(|p| p.image.clone()).unwrap_or_default();
-    assemble(kind, spec.class_names(), size, split, train, test, path_of)
+    assemble(
+        kind,
+        spec.class_names(),
+        size,
+        split,
+        &by_name,
+        |p| p.image.clone(),
+        |p: &Pair| load_resized(p, to_hw, &map),
+    )
 }
 
 /// The value map of a spec (class index = position in the list).
@@ -72,21 +75,6 @@ fn value_map(spec: &FolderSpec) -> Result<ValueMap, DataError> {
         });
     }
     Ok(ValueMap::new(&pairs))
-}
-
-/// Reads one pair, maps its mask and resizes both to `to_hw`.
-fn load_sample(pair: &Pair, to_hw: [usize; 2], map: &ValueMap) -> Result<Sample, DataError> {
-    let (channels, hw, image) = read_image(&pair.image)?;
-    let (mask_hw, mask) = read_mask(&pair.mask)?;
-    check_same_size(pair, hw, mask_hw)?;
-    let labels = map.apply(&pair.mask, &mask)?;
-    Ok(Sample {
-        name: pair.name.clone(),
-        channels,
-        shape: [1, to_hw[0], to_hw[1]],
-        image: resize_bilinear(&image, channels, hw, to_hw),
-        labels: resize_nearest(&labels, hw, to_hw),
-    })
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::io::{IoError, MAX_IMAGE_SIDE};
+use crate::io::{IoError, MAX_IMAGE_SIDE, read_image, read_mask, resize_bilinear, resize_nearest};
 
 /// One labelled example. image: channel-first [C, D, H, W] f32 intensities in [0, 1] (NOT
 /// normalised: the network normalises); labels: [D, H, W] class indices. D = 1 for 2D data.
@@ -610,21 +610,23 @@ pub(crate) fn load_named<P: Sync>(
     par_map(&chosen, |p| load_one(p))
 }
 
-/// Assembles a [`Dataset`], checking that every sample has the channels of the first one
-/// (`path_of` turns a sample name into the file to blame).
-pub(crate) fn assemble(
+/// Loads the split's samples from `items` and assembles a [`Dataset`], checking that every
+/// sample has the channels of the first one (`path_of` names the file to blame).
+pub(crate) fn assemble<P: Sync>(
     kind: DatasetKind,
     class_names: Vec<String>,
     shape: [usize; 3],
     split: Split,
-    train: Vec<Sample>,
-    test: Vec<Sample>,
-    path_of: impl Fn(&str) -> PathBuf,
+    items: &HashMap<String, P>,
+    path_of: impl Fn(&P) -> PathBuf,
+    load_one: impl Fn(&P) -> Result<Sample, DataError> + Sync,
 ) -> Result<Dataset, DataError> {
+    let test = load_named(&split.test, items, &load_one)?;
+    let train = load_named(&split.train, items, &load_one)?;
     let channels = test.first().or(train.first()).map_or(1, |s| s.channels);
     if let Some(odd) = test.iter().chain(&train).find(|s| s.channels != channels) {
         return Err(DataError::ChannelMismatch {
-            path: path_of(&odd.name),
+            path: items.get(&odd.name).map(&path_of).unwrap_or_default(),
             expected: channels,
             got: odd.channels,
         });
@@ -637,6 +639,35 @@ pub(crate) fn assemble(
         split,
         train,
         test,
+    })
+}
+
+/// An image with its mask mapped to classes: `(channels, [h, w], image, labels)`.
+pub(crate) type LabelledImage = (usize, [usize; 2], Vec<f32>, Vec<u8>);
+
+/// Reads an image and its mask, checks they have the same size and maps the mask values to
+/// class indices.
+pub(crate) fn read_pair(pair: &Pair, map: &ValueMap) -> Result<LabelledImage, DataError> {
+    let (channels, hw, image) = read_image(&pair.image)?;
+    let (mask_hw, mask) = read_mask(&pair.mask)?;
+    check_same_size(pair, hw, mask_hw)?;
+    let labels = map.apply(&pair.mask, &mask)?;
+    Ok((channels, hw, image, labels))
+}
+
+/// Reads a pair and resizes it to `to_hw` (bilinear image, nearest labels).
+pub(crate) fn load_resized(
+    pair: &Pair,
+    to_hw: [usize; 2],
+    map: &ValueMap,
+) -> Result<Sample, DataError> {
+    let (channels, hw, image, labels) = read_pair(pair, map)?;
+    Ok(Sample {
+        name: pair.name.clone(),
+        channels,
+        shape: [1, to_hw[0], to_hw[1]],
+        image: resize_bilinear(&image, channels, hw, to_hw),
+        labels: resize_nearest(&labels, hw, to_hw),
     })
 }
 

@@ -16,9 +16,8 @@ use std::collections::HashMap;
 
 use super::{
     DataError, Dataset, DatasetKind, LoadOptions, Pair, Sample, ValueMap, assemble, check_2d_size,
-    check_same_size, class_names, default_size, list_pairs, load_named, split, split_request,
+    class_names, default_size, list_pairs, read_pair, split, split_request,
 };
-use crate::io::{read_image, read_mask};
 
 /// Size of the seeded test set.
 pub const TEST_COUNT: usize = 20;
@@ -36,27 +35,20 @@ pub(crate) fn load(opts: &LoadOptions, with_train: bool) -> Result<Dataset, Data
     let split = split::seeded_split(&names, TEST_COUNT, &split_request(opts, with_train))?;
     let by_name: HashMap<String, Pair> = pairs.into_iter().map(|p| (p.name.clone(), p)).collect();
     let map = ValueMap::new(&MASK_VALUES);
-    let load_one = |p: &Pair| load_sample(p, to_hw, &map);
-    let test = load_named(&split.test, &by_name, load_one)?;
-    let train = load_named(&split.train, &by_name, load_one)?;
-    let path_of = |n: &str| by_name.get(n).map(|p| p.image.clone()).unwrap_or_default();
     assemble(
         kind,
         class_names(kind, None),
         size,
         split,
-        train,
-        test,
-        path_of,
+        &by_name,
+        |p| p.image.clone(),
+        |p: &Pair| load_sample(p, to_hw, &map),
     )
 }
 
 /// Reads one pair, maps its labels and crops / pads it to `to_hw`.
 fn load_sample(pair: &Pair, to_hw: [usize; 2], map: &ValueMap) -> Result<Sample, DataError> {
-    let (channels, hw, image) = read_image(&pair.image)?;
-    let (mask_hw, mask) = read_mask(&pair.mask)?;
-    check_same_size(pair, hw, mask_hw)?;
-    let labels = map.apply(&pair.mask, &mask)?;
+    let (channels, hw, image, labels) = read_pair(pair, map)?;
     let (image, labels) = crop_or_pad(&image, channels, hw, &labels, to_hw);
     Ok(Sample {
         name: pair.name.clone(),
