@@ -18,7 +18,12 @@ pub fn describe() -> String {
     if std::env::var("MSNET_DEVICE").as_deref() == Ok("cuda") {
         return "burn 0.22.1 cuda (GPU 0)".into();
     }
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    // burn's flex backend runs on rayon's global pool, which honours RAYON_NUM_THREADS.
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     format!(
         "burn 0.22.1 flex CPU backend, {threads} threads, {}",
         std::env::consts::ARCH
