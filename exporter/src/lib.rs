@@ -1,0 +1,63 @@
+//! # msnet-exporter: trained models to deployable artifacts
+//!
+//! This crate owns one step of the pipeline: turning a trained model directory
+//! ([`msnet::Model`], `config.json` + `model.safetensors`) into files another runtime can load.
+//! At this step the artifact is an ONNX model ([`onnx`]), checked by running it with tract
+//! ([`tract_check`]) against the burn reference.
+//!
+//! It must not define any part of the network: the ONNX graph is produced by lowering the one
+//! MSNet program, [`msnet::graph::forward`], onto ONNX nodes ([`onnx::OnnxLowering`]); a change
+//! to the network is made there and reaches every engine. It does not train either: weights
+//! come from the trainer's model directories, bit for bit.
+
+pub mod onnx;
+pub mod tract_check;
+
+pub use onnx::{OnnxLowering, build_onnx, check_structure, check_weights, onnx_bytes, write_onnx};
+pub use tract_check::{Comparison, compare, run_onnx_tract};
+
+/// Why an export or an export check failed. Messages name the file, tensor, node or shape
+/// concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The model's config cannot describe a valid MSNet.
+    #[error("cannot export: {0}")]
+    Config(#[from] msnet::config::ConfigError),
+    /// The model's weights do not match its config.
+    #[error("cannot export: {0}")]
+    Weights(#[from] msnet::weights::WeightsError),
+    /// A weight is NaN or infinite: the model is broken, exporting it would hide that.
+    #[error("cannot export: weight tensor `{name}` holds a non-finite value at index {index}")]
+    NonFinite { name: String, index: usize },
+    /// The model directory could not be read.
+    #[error("{0}")]
+    Model(#[from] msnet::model::ModelError),
+    /// The requested input shape cannot run through this network.
+    #[error("cannot export for input shape {shape:?} ([D, H, W]): {reason}")]
+    Shape { shape: [usize; 3], reason: String },
+    /// An ONNX graph is malformed (dangling input, missing output, wrong opset...).
+    #[error("invalid ONNX graph: {0}")]
+    Structure(String),
+    /// An ONNX initializer does not hold the model's weight tensor bit for bit.
+    #[error("ONNX initializer `{name}` does not match the model weights: {reason}")]
+    WeightMismatch { name: String, reason: String },
+    /// The bytes are not an ONNX model.
+    #[error("not an ONNX model: {0}")]
+    Decode(String),
+    /// tract failed to load, optimise or run the model.
+    #[error("tract: {stage}: {message}")]
+    Tract {
+        stage: &'static str,
+        message: String,
+    },
+    /// An input of the wrong length for its shape.
+    #[error("input of {found} values does not fill shape {shape:?} ({expected} values)")]
+    Input {
+        shape: Vec<usize>,
+        expected: usize,
+        found: usize,
+    },
+    /// Writing the artifact failed.
+    #[error("{0}")]
+    Fs(#[from] msnet::fsutil::FsError),
+}
