@@ -169,19 +169,14 @@ pub fn train(
     for it in first..opts.iterations {
         if stop.load(Ordering::SeqCst) {
             finish_record(&mut record, &state);
-            checkpoint::save(
-                run.out,
-                &with_record(&record),
-                &model.to_weights(),
-                &optimizer,
-                &state,
-            )?;
+            let stopped = Model {
+                spec: with_record(&record),
+                weights: model.to_weights(),
+            };
+            checkpoint::save(run.out, &stopped.spec, &stopped.weights, &optimizer, &state)?;
             return Ok(Report {
                 outcome: Outcome::Interrupted { iteration: it },
-                model: Model {
-                    spec: with_record(&record),
-                    weights: model.to_weights(),
-                },
+                model: stopped,
                 record,
             });
         }
