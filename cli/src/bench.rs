@@ -35,7 +35,7 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: &BenchArgs) -> Result<ExitCode> {
-    let shape = parse_size(&a.size)?;
+    let shape = parse_size("--size", &a.size)?;
     let dims = if a.size.matches(['x', 'X']).count() == 2 {
         3
     } else {

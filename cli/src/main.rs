@@ -1,10 +1,12 @@
-//! `msnet`: the host command of MSNet Edge (train, evaluate, inspect).
+//! `msnet`: the host command of MSNet Edge (train, evaluate, export, inspect).
 //!
 //! A thin shell over the library crates: argument parsing, progress display and printing live
-//! here; the network, data and metrics live in `msnet`, training in `msnet-trainer`.
+//! here; the network, data and metrics live in `msnet`, training in `msnet-trainer`, export in
+//! `msnet-exporter`.
 
 mod bench;
 mod eval;
+mod export;
 mod info;
 mod setup;
 mod train;
@@ -14,7 +16,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-/// MSNet Edge: train MSNet from a few labelled images, evaluate it with the paper's metrics.
+/// MSNet Edge: train MSNet from a few labelled images, evaluate it with the paper's metrics,
+/// export it for deployment.
 #[derive(Parser)]
 #[command(name = "msnet", version, about, long_about = None)]
 struct Cli {
@@ -31,6 +34,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a trained model on its held-out test split (Acc, IoU, DSC, ASD per class).
     Eval(eval::EvalArgs),
+    /// Export a trained model to ONNX, a tract NNEF plan and golden input/output bundles,
+    /// checked against the burn forward pass before anything is written.
+    Export(export::ExportArgs),
     /// Benchmark training throughput (images/s) on generated phantoms; prints JSON.
     BenchTrain(bench::BenchArgs),
 }
@@ -65,6 +71,7 @@ fn main() -> ExitCode {
         Command::Info(a) => info::run(&a),
         Command::Train(a) => train::run(&a),
         Command::Eval(a) => eval::run(&a),
+        Command::Export(a) => export::run(&a),
         Command::BenchTrain(a) => bench::run(&a),
     };
     match result {

@@ -7,17 +7,17 @@ use msnet::data::{self, Dataset, DatasetKind, FolderSpec, LoadOptions, Sample};
 
 use crate::DataArgs;
 
-/// Parses "16x128x128" (3D) or "112x112" (2D) into `[D, H, W]`.
-pub fn parse_size(text: &str) -> Result<[usize; 3]> {
+/// Parses "16x128x128" (3D) or "112x112" (2D, D = 1) given to option `flag` into `[D, H, W]`.
+pub fn parse_size(flag: &str, text: &str) -> Result<[usize; 3]> {
     let parts: Vec<usize> = text
         .split(['x', 'X', '×'])
         .map(|p| p.trim().parse::<usize>())
         .collect::<Result<_, _>>()
-        .with_context(|| format!("--size {text:?}: expected HxW or DxHxW, e.g. 112x112"))?;
+        .with_context(|| format!("{flag} {text:?}: expected HxW or DxHxW, e.g. 112x112"))?;
     match parts[..] {
         [h, w] => Ok([1, h, w]),
         [d, h, w] => Ok([d, h, w]),
-        _ => bail!("--size {text:?}: expected HxW or DxHxW, e.g. 112x112"),
+        _ => bail!("{flag} {text:?}: expected HxW or DxHxW, e.g. 112x112"),
     }
 }
 
@@ -41,7 +41,11 @@ pub fn load_options(
         root: data::resolve_root(a.data.as_deref(), kind)?,
         train_size,
         seed,
-        size: a.size.as_deref().map(parse_size).transpose()?,
+        size: a
+            .size
+            .as_deref()
+            .map(|s| parse_size("--size", s))
+            .transpose()?,
         folder,
         test_names,
     })

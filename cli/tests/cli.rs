@@ -1,4 +1,4 @@
-//! The `msnet` binary end to end: info, train and eval on a generated folder dataset, and the
+//! The `msnet` binary end to end: info, train, eval and export on a generated folder dataset, and the
 //! errors a user sees.
 
 use std::path::{Path, PathBuf};
@@ -135,6 +135,18 @@ fn train_then_eval_on_a_folder_dataset() {
     }
     assert!(report["classes"]["core"]["dsc"].is_number());
     assert_eq!(std::fs::read_dir(dir.join("overlays")).unwrap().count(), 3);
+
+    // The trained model exports, and the bundle is self-consistent.
+    let o = msnet(&["export", out_s]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("model.onnx") && t.contains("tract-nnef"), "{t}");
+    let (manifest, cases) = msnet::golden::load(&out).unwrap();
+    msnet::golden::check_digests(&out, &manifest).unwrap();
+    assert_eq!((manifest.input_shape, cases.len()), (vec![1, 1, 32, 32], 3));
+    let o = msnet(&["export", out_s, "--shape", "30x30"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("[1, 30, 30]"), "{}", text(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -1,20 +1,30 @@
 //! # msnet-exporter: trained models to deployable artifacts
 //!
 //! This crate owns one step of the pipeline: turning a trained model directory
-//! ([`msnet::Model`], `config.json` + `model.safetensors`) into files another runtime can load.
-//! At this step the artifact is an ONNX model ([`onnx`]), checked by running it with tract
-//! ([`tract_check`]) against the burn reference.
+//! ([`msnet::Model`], `config.json` + `model.safetensors`) into files other engines load, and
+//! proving they agree ([`export`]):
+//! - [`onnx`]: the ONNX model (`model.onnx`), built with `tract_onnx::pb` and prost;
+//! - [`nnef`]: the fixed-shape tract plan (`model.nnef.tgz`);
+//! - golden bundles (`golden/`, format in [`msnet::golden`]);
+//! - [`tract_check`]: running the ONNX and NNEF files with tract for the self-check;
+//! - [`stage`]: the all-or-nothing write of the artifacts.
 //!
 //! It must not define any part of the network: the ONNX graph is produced by lowering the one
 //! MSNet program, [`msnet::graph::forward`], onto ONNX nodes ([`onnx::OnnxLowering`]); a change
 //! to the network is made there and reaches every engine. It does not train either: weights
 //! come from the trainer's model directories, bit for bit.
 
+pub mod export;
+pub mod nnef;
 pub mod onnx;
+pub mod stage;
 pub mod tract_check;
 
+pub use export::{CaseCheck, ExportReport, NNEF_FILE, ONNX_FILE, export};
+pub use msnet::golden::Reference;
+pub use nnef::nnef_bytes;
 pub use onnx::{OnnxLowering, build_onnx, check_structure, check_weights, onnx_bytes, write_onnx};
-pub use tract_check::{Comparison, compare, run_onnx_tract};
+pub use tract_check::{Comparison, TractModel, compare, run_onnx_tract};
 
 /// Why an export or an export check failed. Messages name the file, tensor, node or shape
 /// concerned.
@@ -57,7 +67,16 @@ pub enum ExportError {
         expected: usize,
         found: usize,
     },
+    /// The written artifacts do not reproduce the reference outputs.
+    #[error(
+        "self-check failed, nothing was written: {0} (tolerance: atol 1e-4 + rtol 5e-4, \
+         identical argmax)"
+    )]
+    SelfCheck(String),
     /// Writing the artifact failed.
     #[error("{0}")]
     Fs(#[from] msnet::fsutil::FsError),
+    /// Writing a golden array failed.
+    #[error("{0}")]
+    Io(#[from] msnet::io::IoError),
 }

@@ -81,16 +81,6 @@ fn tract_matches_burn_2d_32_with_normalisation() {
 }
 
 #[test]
-fn tract_matches_burn_2d_128() {
-    burn_vs_tract(&model(2, 3, 3, [1, 128, 128], 12), 6);
-}
-
-#[test]
-fn tract_matches_burn_3d_16x32x32() {
-    burn_vs_tract(&model(3, 1, 4, [16, 32, 32], 13), 7);
-}
-
-#[test]
 fn comparison_catches_a_wrong_weight_or_operator() {
     // The tolerance has teeth: one finest-grid weight off, or the prolongation computed as
     // nearest-neighbour instead of linear, shows.

@@ -5,6 +5,8 @@
 //! - [`spec`]: the layer list (names, kinds, shapes) and [`graph`]: the V-cycle program that
 //!   the trainer (burn), the exporter (ONNX) and the runtime plan each lower;
 //! - [`weights`] and [`model`]: the safetensors weight file and model directories;
+//! - [`golden`]: golden bundles (deterministic inputs, reference outputs, tolerance) that
+//!   every engine is checked against;
 //! - [`metrics`] and [`overlay`]: the paper's Acc / IoU / DSC / ASD and contour figures;
 //! - [`data`] and [`io`]: the datasets (WBC, Drishti-GS1, ACDC, user folders), image and
 //!   NIfTI reading.
@@ -15,6 +17,7 @@ pub mod config;
 pub mod cost;
 pub mod data;
 pub mod fsutil;
+pub mod golden;
 pub mod graph;
 pub mod io;
 pub mod metrics;

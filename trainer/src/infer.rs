@@ -46,6 +46,29 @@ impl Predictor {
     }
 }
 
+/// The burn forward pass as the reference of golden bundles and export self-checks.
+impl msnet::golden::Reference for Predictor {
+    fn name(&self) -> String {
+        format!(
+            "msnet-trainer {}, {}",
+            env!("CARGO_PKG_VERSION"),
+            crate::device::describe()
+        )
+    }
+
+    fn forward(&self, input: &[f32], size: [usize; 3]) -> Vec<f32> {
+        let channels = self.spec.config.in_channels;
+        let sample = Sample {
+            name: "golden".into(),
+            channels,
+            shape: size,
+            image: input.to_vec(),
+            labels: vec![0; size.iter().product()],
+        };
+        self.probabilities(&[&sample]).remove(0)
+    }
+}
+
 /// Per-voxel argmax over the class axis of `[classes, voxels]` probabilities; ties go to the
 /// lower class index (as ONNX ArgMax).
 pub fn argmax_classes(probs: &[f32], classes: usize) -> Vec<u8> {

@@ -4,12 +4,14 @@
 //!   to `u8`, bilinear / nearest resizing, and gray PNG writing.
 //! - [`nifti`]: 3D NIfTI-1 volumes (`.nii`, `.nii.gz`) to `[D, H, W]` buffers, and a `uint8`
 //!   writer for predicted label volumes.
+//! - [`npy`]: NumPy `.npy` float32 arrays (golden bundles).
 //!
 //! Every error names the file it concerns. Decoders are fed user files, so sizes are checked
 //! against hard limits before any large allocation, and nothing here panics on file content.
 
 pub mod image;
 pub mod nifti;
+pub mod npy;
 
 pub use self::image::{read_image, read_mask, resize_bilinear, resize_nearest, write_gray_png};
 pub use self::nifti::{read_volume_f32, read_volume_u8, write_volume_f32, write_volume_u8};

@@ -1,0 +1,71 @@
+//! `msnet export`: a trained model directory to `model.onnx`, `model.nnef.tgz` and `golden/`,
+//! self-checked against the burn forward pass.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use msnet::Model;
+use msnet_exporter::{NNEF_FILE, ONNX_FILE};
+use msnet_trainer::{Predictor, device};
+
+use crate::setup::parse_size;
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The trained model directory (config.json + model.safetensors). The artifacts are
+    /// written into it: model.onnx, model.nnef.tgz and golden/ (inputs, reference outputs,
+    /// manifest.json with tolerances and sha256 of the model files).
+    model: PathBuf,
+    /// Fixed input size of the artifacts, HxW (2D) or DxHxW (3D), each side divisible by 16.
+    /// Default: the size the model was trained at (config.json `input_size`).
+    #[arg(long)]
+    shape: Option<String>,
+}
+
+pub fn run(a: &ExportArgs) -> Result<ExitCode> {
+    let shape = a
+        .shape
+        .as_deref()
+        .map(|s| parse_size("--shape", s))
+        .transpose()?;
+    let model = Model::load(&a.model)?;
+    let reference = Predictor::new(&model, device::device());
+    let report =
+        msnet_exporter::export(&a.model, shape, &reference, &mut |line| eprintln!("{line}"))
+            .with_context(|| format!("exporting {}", a.model.display()))?;
+
+    println!("wrote into {}:", a.model.display());
+    for f in &report.manifest.model_files {
+        if f.file == ONNX_FILE || f.file == NNEF_FILE {
+            println!("  {:<16} {:>9} bytes  sha256 {}", f.file, f.bytes, f.sha256);
+        }
+    }
+    println!(
+        "  {:<16} {} cases, input {:?}, output {:?}",
+        "golden/",
+        report.manifest.cases.len(),
+        report.manifest.input_shape,
+        report.manifest.output_shape
+    );
+    println!(
+        "self-check: max abs diff against {} (passes: atol 1e-4 + rtol 5e-4, same argmax)",
+        report.manifest.reference
+    );
+    println!(
+        "  {:<10} {:>12} {:>12} {:>14}   worst diff/tolerance",
+        "case", "tract-onnx", "tract-nnef", "onnx vs nnef"
+    );
+    for c in &report.cases {
+        println!(
+            "  {:<10} {:>12.3e} {:>12.3e} {:>14.3e}   {:.3}",
+            c.name,
+            c.onnx.max_abs_diff,
+            c.nnef.max_abs_diff,
+            c.onnx_vs_nnef,
+            c.onnx.worst_ratio.max(c.nnef.worst_ratio)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

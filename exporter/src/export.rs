@@ -1,0 +1,198 @@
+//! `msnet export`: a trained model directory to its deployable artifacts, self-checked.
+//!
+//! Writes into the model directory:
+//! - `model.onnx` ([`crate::onnx`]),
+//! - `model.nnef.tgz` ([`crate::nnef`]),
+//! - `golden/` ([`msnet::golden`]): the generated inputs with the reference engine's outputs
+//!   and a manifest holding the sha256 of every model file.
+//!
+//! Before anything is moved into place, the written ONNX and NNEF files are read back, run by
+//! tract on every golden input and compared with the reference (the trainer's burn forward
+//! pass); any value beyond `atol + rtol·|ref|` or any argmax difference fails the export. All
+//! artifacts are staged and committed together ([`crate::stage`]), so a failed export leaves
+//! the directory as it was.
+
+use std::path::Path;
+
+use msnet::golden::{self, Case, Comparison, FileDigest, Manifest, Reference, Tolerance};
+use msnet::io::npy;
+use msnet::model::{CONFIG_FILE, WEIGHTS_FILE};
+use msnet::{Model, fsutil};
+
+use crate::ExportError;
+use crate::nnef::nnef_bytes;
+use crate::onnx::{INPUT, OUTPUT, build_onnx, check_weights};
+use crate::stage::Staging;
+use crate::tract_check::TractModel;
+use prost::Message;
+
+/// File name of the ONNX artifact.
+pub const ONNX_FILE: &str = "model.onnx";
+/// File name of the NNEF plan.
+pub const NNEF_FILE: &str = "model.nnef.tgz";
+
+/// How one golden case came out in the self-check.
+#[derive(Clone, Debug)]
+pub struct CaseCheck {
+    pub name: String,
+    /// tract on the ONNX file vs the reference.
+    pub onnx: Comparison,
+    /// tract-nnef on the NNEF plan vs the reference.
+    pub nnef: Comparison,
+    /// Largest `|onnx − nnef|`.
+    pub onnx_vs_nnef: f32,
+}
+
+/// What an export wrote and measured.
+#[derive(Clone, Debug)]
+pub struct ExportReport {
+    /// The input size `[D, H, W]` of the artifacts.
+    pub size: [usize; 3],
+    /// The manifest written to `golden/manifest.json`.
+    pub manifest: Manifest,
+    pub cases: Vec<CaseCheck>,
+}
+
+/// Exports the model in `dir` at input size `shape` (default: the config's `input_size`),
+/// checking the artifacts against `reference`. `log` receives one line per step.
+pub fn export(
+    dir: &Path,
+    shape: Option<[usize; 3]>,
+    reference: &dyn Reference,
+    log: &mut dyn FnMut(&str),
+) -> Result<ExportReport, ExportError> {
+    let model = Model::load(dir)?;
+    let cfg = model.config();
+    let size = shape.unwrap_or(cfg.input_size);
+
+    log(&format!(
+        "building the ONNX graph for input {size:?} ([D, H, W])"
+    ));
+    let proto = build_onnx(&model, Some(size))?;
+    check_weights(&proto, &model)?;
+    let onnx = proto.encode_to_vec();
+    log("translating to an NNEF plan (tract-nnef, decluttered)");
+    let nnef = nnef_bytes(&onnx)?;
+
+    let inputs = golden::inputs(cfg, size);
+    log(&format!(
+        "computing reference outputs for {} golden inputs with {}",
+        inputs.len(),
+        reference.name()
+    ));
+    let outputs: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|input| reference.forward(&input.data, size))
+        .collect();
+
+    let stage = Staging::new(dir)?;
+    fsutil::write_atomic(&stage.path(ONNX_FILE), &onnx)?;
+    fsutil::write_atomic(&stage.path(NNEF_FILE), &nnef)?;
+
+    let input_shape = golden::tensor_shape(cfg.dims, cfg.in_channels, size);
+    let output_shape = golden::tensor_shape(cfg.dims, cfg.classes, size);
+    let golden_dir = stage.path(golden::GOLDEN_DIR);
+    fsutil::create_dir_all(&golden_dir)?;
+    let mut cases = Vec::new();
+    for (input, output) in inputs.iter().zip(&outputs) {
+        let case = Case {
+            name: input.name.into(),
+            description: input.description.into(),
+            input: format!("{}.input.npy", input.name),
+            output: format!("{}.output.npy", input.name),
+        };
+        npy::write_npy_f32(&golden_dir.join(&case.input), &input_shape, &input.data)?;
+        npy::write_npy_f32(&golden_dir.join(&case.output), &output_shape, output)?;
+        cases.push(case);
+    }
+    let digest = |file: &str, path: &Path| -> Result<FileDigest, ExportError> {
+        let bytes = fsutil::read(path)?;
+        Ok(FileDigest {
+            file: file.into(),
+            bytes: bytes.len() as u64,
+            sha256: golden::sha256_hex(&bytes),
+        })
+    };
+    let manifest = Manifest {
+        format_version: golden::FORMAT_VERSION,
+        input_name: INPUT.into(),
+        output_name: OUTPUT.into(),
+        input_shape,
+        output_shape,
+        tolerance: Tolerance::default(),
+        reference: reference.name(),
+        model_files: vec![
+            digest(CONFIG_FILE, &dir.join(CONFIG_FILE))?,
+            digest(WEIGHTS_FILE, &dir.join(WEIGHTS_FILE))?,
+            digest(ONNX_FILE, &stage.path(ONNX_FILE))?,
+            digest(NNEF_FILE, &stage.path(NNEF_FILE))?,
+        ],
+        cases,
+    };
+    let json = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| ExportError::Structure(format!("cannot serialise the manifest: {e}")))?;
+    fsutil::write_atomic(&golden_dir.join(golden::MANIFEST_FILE), json.as_bytes())?;
+
+    log("self-check: reloading both files with tract and running every golden input");
+    let checks = self_check(&stage, &inputs, &outputs, cfg.classes)?;
+    let failures: Vec<String> = checks
+        .iter()
+        .flat_map(|c| {
+            [("tract-onnx", &c.onnx), ("tract-nnef", &c.nnef)]
+                .into_iter()
+                .filter(|(_, cmp)| !cmp.agrees())
+                .map(move |(engine, cmp)| {
+                    format!(
+                        "case `{}`: {engine} max abs diff {:.3e}{}{}",
+                        c.name,
+                        cmp.max_abs_diff,
+                        if cmp.within_tolerance {
+                            ""
+                        } else {
+                            ", beyond tolerance"
+                        },
+                        if cmp.argmax_equal {
+                            ""
+                        } else {
+                            ", argmax differs"
+                        }
+                    )
+                })
+        })
+        .collect();
+    if !failures.is_empty() {
+        return Err(ExportError::SelfCheck(failures.join("; ")));
+    }
+
+    stage.commit(&[ONNX_FILE, NNEF_FILE, golden::GOLDEN_DIR])?;
+    Ok(ExportReport {
+        size,
+        manifest,
+        cases: checks,
+    })
+}
+
+/// Reloads the staged ONNX and NNEF files and compares their outputs with the reference.
+fn self_check(
+    stage: &Staging,
+    inputs: &[golden::GoldenInput],
+    reference: &[Vec<f32>],
+    classes: usize,
+) -> Result<Vec<CaseCheck>, ExportError> {
+    let onnx = TractModel::from_onnx(&fsutil::read(&stage.path(ONNX_FILE))?)?;
+    let nnef = TractModel::from_nnef(&fsutil::read(&stage.path(NNEF_FILE))?)?;
+    inputs
+        .iter()
+        .zip(reference)
+        .map(|(input, reference)| {
+            let from_onnx = onnx.run(&input.data)?;
+            let from_nnef = nnef.run(&input.data)?;
+            Ok(CaseCheck {
+                name: input.name.into(),
+                onnx: golden::compare(reference, &from_onnx, classes),
+                nnef: golden::compare(reference, &from_nnef, classes),
+                onnx_vs_nnef: golden::compare(&from_onnx, &from_nnef, classes).max_abs_diff,
+            })
+        })
+        .collect()
+}

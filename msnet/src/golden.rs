@@ -1,0 +1,359 @@
+//! Golden bundles: deterministic inputs with the reference outputs of one exported model, so
+//! that any engine (tract, ONNX Runtime, the device runtime) can prove it gives the same answer.
+//!
+//! # On disk (`MODEL_DIR/golden/`)
+//! - `manifest.json` ([`Manifest`]): tensor names and shapes, the tolerance, the engine that
+//!   produced the outputs, and the sha256 of the model files the bundle belongs to;
+//! - per case, `NAME.input.npy` (float32 `[1, in, (D,) H, W]`, intensities in `[0, 1]`: the
+//!   normalisation is inside the model) and `NAME.output.npy` (float32 `[1, classes, (D,) H, W]`,
+//!   class probabilities).
+//!
+//! Agreement means, for every value, `|ref − x| ≤ atol + rtol·|ref|` and the same argmax
+//! class at every voxel ([`compare`]).
+
+use std::path::{Path, PathBuf};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::Config;
+use crate::io::{IoError, npy};
+use crate::phantom;
+
+/// The bundle's folder inside a model directory.
+pub const GOLDEN_DIR: &str = "golden";
+/// The manifest's file name inside [`GOLDEN_DIR`].
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// Version of the manifest layout; bumped on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+/// Absolute part of the agreement tolerance (tract's "approximate").
+pub const ATOL: f32 = 1e-4;
+/// Relative part of the agreement tolerance.
+pub const RTOL: f32 = 5e-4;
+
+/// `golden/manifest.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    /// Name of the model input (`image`).
+    pub input_name: String,
+    /// Name of the model output (`probabilities`).
+    pub output_name: String,
+    /// `[1, in, H, W]` or `[1, in, D, H, W]`.
+    pub input_shape: Vec<usize>,
+    /// `[1, classes, H, W]` or `[1, classes, D, H, W]`.
+    pub output_shape: Vec<usize>,
+    pub tolerance: Tolerance,
+    /// The engine whose outputs are stored, e.g. "burn 0.22.1 (flex CPU), msnet-trainer".
+    pub reference: String,
+    /// The model files this bundle belongs to, with their sha256.
+    pub model_files: Vec<FileDigest>,
+    pub cases: Vec<Case>,
+}
+
+/// `|ref − x| ≤ atol + rtol·|ref|`, and (when `argmax_equal`) the same class everywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tolerance {
+    pub atol: f32,
+    pub rtol: f32,
+    pub argmax_equal: bool,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Self {
+            atol: ATOL,
+            rtol: RTOL,
+            argmax_equal: true,
+        }
+    }
+}
+
+/// A file of the model directory and its digest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileDigest {
+    /// Relative to the model directory, e.g. `model.onnx`.
+    pub file: String,
+    pub bytes: u64,
+    /// Lower-case hex.
+    pub sha256: String,
+}
+
+/// One golden case: its files relative to the bundle folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Case {
+    pub name: String,
+    pub description: String,
+    pub input: String,
+    pub output: String,
+}
+
+/// The engine whose outputs golden bundles store and other engines must reproduce (the
+/// trainer's burn forward pass implements it).
+pub trait Reference {
+    /// Names the engine in the golden manifest.
+    fn name(&self) -> String;
+    /// Class probabilities `[classes, D, H, W]` of one input `[in, D, H, W]` (values in
+    /// `[0, 1]`) at input size `size = [D, H, W]`.
+    fn forward(&self, input: &[f32], size: [usize; 3]) -> Vec<f32>;
+}
+
+/// A generated input for a golden case.
+#[derive(Clone, Debug)]
+pub struct GoldenInput {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// `in·D·H·W` values in `[0, 1]`, channel-first.
+    pub data: Vec<f32>,
+}
+
+/// The tensor shape of a batch of one with `channels` channels at `size = [D, H, W]`:
+/// `[1, channels, H, W]` in 2D, `[1, channels, D, H, W]` in 3D.
+pub fn tensor_shape(dims: usize, channels: usize, size: [usize; 3]) -> Vec<usize> {
+    let spatial = if dims == 3 { &size[..] } else { &size[1..] };
+    [&[1, channels][..], spatial].concat()
+}
+
+/// The golden inputs of a model with `config`, at input size `size`. Always the same three
+/// cases for the same arguments: a phantom with structure (nested regions, shading, noise),
+/// uniform noise, and a constant image.
+pub fn inputs(config: &Config, size: [usize; 3]) -> Vec<GoldenInput> {
+    let voxels = config.in_channels * size.iter().product::<usize>();
+    let mut rng = ChaCha8Rng::seed_from_u64(0x601d);
+    vec![
+        GoldenInput {
+            name: "phantom",
+            description: "nested ellipses with shading and noise (msnet::phantom, seed 1)",
+            data: phantom::nested_ellipses(1, config.in_channels, size, config.classes).image,
+        },
+        GoldenInput {
+            name: "noise",
+            description: "independent uniform noise in [0, 1) (ChaCha8, seed 0x601d)",
+            data: (0..voxels).map(|_| rng.random::<f32>()).collect(),
+        },
+        GoldenInput {
+            name: "constant",
+            description: "every value 0.5",
+            data: vec![0.5; voxels],
+        },
+    ]
+}
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// How closely another engine's output agrees with the reference.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Comparison {
+    /// Largest `|reference − other|` (infinite if the lengths differ or a value is NaN).
+    pub max_abs_diff: f32,
+    /// `|a − b| ≤ ATOL + RTOL·|a|` for every value (`a` from the reference).
+    pub within_tolerance: bool,
+    /// The per-voxel argmax over classes is the same everywhere.
+    pub argmax_equal: bool,
+    /// Largest `|a − b| / (ATOL + RTOL·|a|)`: below 1 is within tolerance, and how far below
+    /// says how much margin is left.
+    pub worst_ratio: f32,
+}
+
+impl Comparison {
+    /// Within tolerance and with the same argmax everywhere.
+    pub fn agrees(&self) -> bool {
+        self.within_tolerance && self.argmax_equal
+    }
+}
+
+/// Per-voxel argmax over the class axis of `[classes, voxels]` values; ties go to the lower
+/// class (as ONNX ArgMax).
+pub fn argmax(values: &[f32], classes: usize) -> Vec<usize> {
+    let voxels = values.len() / classes.max(1);
+    (0..voxels)
+        .map(|j| {
+            (1..classes).fold(0, |best, c| {
+                if values[c * voxels + j] > values[best * voxels + j] {
+                    c
+                } else {
+                    best
+                }
+            })
+        })
+        .collect()
+}
+
+/// Compares `other` with `reference`, both `[classes, voxels]` row-major (a batch of 1), with
+/// the tolerance [`ATOL`] + [`RTOL`].
+pub fn compare(reference: &[f32], other: &[f32], classes: usize) -> Comparison {
+    if reference.len() != other.len() || classes == 0 || !reference.len().is_multiple_of(classes) {
+        return Comparison {
+            max_abs_diff: f32::INFINITY,
+            within_tolerance: false,
+            argmax_equal: false,
+            worst_ratio: f32::INFINITY,
+        };
+    }
+    let mut max_abs_diff = 0.0f32;
+    let mut worst_ratio = 0.0f32;
+    for (&a, &b) in reference.iter().zip(other) {
+        let d = (a - b).abs();
+        if d.is_nan() {
+            max_abs_diff = f32::INFINITY;
+            worst_ratio = f32::INFINITY;
+            continue;
+        }
+        max_abs_diff = max_abs_diff.max(d);
+        worst_ratio = worst_ratio.max(d / (ATOL + RTOL * a.abs()));
+    }
+    Comparison {
+        max_abs_diff,
+        within_tolerance: worst_ratio <= 1.0,
+        argmax_equal: argmax(reference, classes) == argmax(other, classes),
+        worst_ratio,
+    }
+}
+
+/// Why a golden bundle cannot be read or does not belong to its model.
+#[derive(Debug, thiserror::Error)]
+pub enum GoldenError {
+    #[error("{0}")]
+    Io(#[from] IoError),
+    #[error("{path}: not a golden manifest: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    #[error("{path}: holds shape {found:?}, the manifest says {expected:?}")]
+    Shape {
+        path: PathBuf,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error(
+        "{path}: sha256 {found} differs from the golden manifest's {expected}: the bundle belongs \
+         to another export (run `msnet export` again)"
+    )]
+    Digest {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+}
+
+/// A golden case read from disk.
+#[derive(Clone, Debug)]
+pub struct LoadedCase {
+    pub name: String,
+    pub input: Vec<f32>,
+    pub output: Vec<f32>,
+}
+
+/// Reads `MODEL_DIR/golden`: the manifest and every case, each array checked against the
+/// manifest's shapes.
+pub fn load(model_dir: &Path) -> Result<(Manifest, Vec<LoadedCase>), GoldenError> {
+    let dir = model_dir.join(GOLDEN_DIR);
+    let path = dir.join(MANIFEST_FILE);
+    let bad = |reason: String| GoldenError::Manifest {
+        path: path.clone(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if manifest.format_version != FORMAT_VERSION {
+        return Err(bad(format!(
+            "format_version {} (this build reads {FORMAT_VERSION})",
+            manifest.format_version
+        )));
+    }
+    let read = |file: &str, expected: &[usize]| -> Result<Vec<f32>, GoldenError> {
+        let path = dir.join(file);
+        let (shape, data) = npy::read_npy_f32(&path)?;
+        if shape != expected {
+            return Err(GoldenError::Shape {
+                path,
+                expected: expected.to_vec(),
+                found: shape,
+            });
+        }
+        Ok(data)
+    };
+    let cases = manifest
+        .cases
+        .iter()
+        .map(|case| {
+            Ok(LoadedCase {
+                name: case.name.clone(),
+                input: read(&case.input, &manifest.input_shape)?,
+                output: read(&case.output, &manifest.output_shape)?,
+            })
+        })
+        .collect::<Result<_, GoldenError>>()?;
+    Ok((manifest, cases))
+}
+
+/// Checks that the model files listed in `manifest` hold the bytes it names.
+pub fn check_digests(model_dir: &Path, manifest: &Manifest) -> Result<(), GoldenError> {
+    for entry in &manifest.model_files {
+        let path = model_dir.join(&entry.file);
+        let bytes = std::fs::read(&path).map_err(|e| crate::io::unreadable(&path, e))?;
+        let found = sha256_hex(&bytes);
+        if found != entry.sha256 {
+            return Err(GoldenError::Digest {
+                path,
+                expected: entry.sha256.clone(),
+                found,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_known_strings() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn inputs_are_deterministic_and_in_range() {
+        let cfg = Config::new(2, 3, 3);
+        let a = inputs(&cfg, [1, 32, 32]);
+        let b = inputs(&cfg, [1, 32, 32]);
+        assert_eq!(a.len(), 3);
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.data.len(), 3 * 32 * 32);
+            assert_eq!(x.data, y.data);
+            assert!(x.data.iter().all(|v| (0.0..=1.0).contains(v)));
+        }
+        assert_ne!(a[0].data, a[1].data);
+        assert_eq!(tensor_shape(2, 3, [1, 32, 48]), vec![1, 3, 32, 48]);
+        assert_eq!(tensor_shape(3, 1, [16, 32, 48]), vec![1, 1, 16, 32, 48]);
+    }
+
+    #[test]
+    fn compare_checks_tolerance_and_argmax() {
+        let reference = [0.7, 0.3, 0.4, 0.6];
+        assert!(compare(&reference, &reference, 2).agrees());
+        let close = [0.70005, 0.29995, 0.4, 0.6];
+        assert!(compare(&reference, &close, 2).agrees());
+        let far = [0.7, 0.3, 0.41, 0.59];
+        let c = compare(&reference, &far, 2);
+        assert!(!c.within_tolerance && c.argmax_equal);
+        let flipped = [0.3, 0.7, 0.4, 0.6];
+        assert!(!compare(&reference, &flipped, 2).argmax_equal);
+        assert!(
+            compare(&reference, &[f32::NAN, 0.3, 0.4, 0.6], 2)
+                .max_abs_diff
+                .is_infinite()
+        );
+        assert!(!compare(&reference, &reference[..2], 2).agrees());
+    }
+}

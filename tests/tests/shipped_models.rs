@@ -1,0 +1,53 @@
+//! Every model in `models/` reproduces its golden bundle: the burn reference (the trainer's
+//! forward pass), tract on `model.onnx`, and tract-nnef on `model.nnef.tgz`, each within the
+//! manifest's tolerance and with the same argmax; the bundle's sha256 match the files.
+
+use burn::tensor::Device;
+use msnet::Model;
+use msnet::golden::{self, Reference};
+use msnet_exporter::{NNEF_FILE, ONNX_FILE, TractModel};
+use msnet_regression::{MODEL_CARD, shipped_models};
+use msnet_trainer::Predictor;
+
+#[test]
+fn every_shipped_model_reproduces_its_golden_bundle() {
+    let models = shipped_models();
+    assert!(
+        !models.is_empty(),
+        "models/ holds no model: nothing would be checked"
+    );
+    for dir in models {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(dir.join(MODEL_CARD).is_file(), "{name}: no {MODEL_CARD}");
+        let (manifest, cases) = golden::load(&dir)
+            .unwrap_or_else(|e| panic!("{name}: {e} (run `msnet export models/{name}`)"));
+        golden::check_digests(&dir, &manifest).unwrap_or_else(|e| panic!("{name}: {e}"));
+
+        let model = Model::load(&dir).unwrap();
+        let classes = model.config().classes;
+        let spatial = &manifest.input_shape[2..];
+        let size = match *spatial {
+            [h, w] => [1, h, w],
+            [d, h, w] => [d, h, w],
+            _ => panic!("{name}: input shape {:?}", manifest.input_shape),
+        };
+        let burn = Predictor::new(&model, Device::flex());
+        let onnx = TractModel::from_onnx(&std::fs::read(dir.join(ONNX_FILE)).unwrap()).unwrap();
+        let nnef = TractModel::from_nnef(&std::fs::read(dir.join(NNEF_FILE)).unwrap()).unwrap();
+        for case in &cases {
+            let outputs = [
+                ("burn", burn.forward(&case.input, size)),
+                ("tract-onnx", onnx.run(&case.input).unwrap()),
+                ("tract-nnef", nnef.run(&case.input).unwrap()),
+            ];
+            for (engine, out) in outputs {
+                let cmp = golden::compare(&case.output, &out, classes);
+                println!(
+                    "{name} {:<9} {engine:<10} max abs diff {:.3e}, worst diff/tolerance {:.3}",
+                    case.name, cmp.max_abs_diff, cmp.worst_ratio
+                );
+                assert!(cmp.agrees(), "{name} {} {engine}: {cmp:?}", case.name);
+            }
+        }
+    }
+}
