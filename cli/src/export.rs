@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use msnet::Model;
-use msnet_exporter::{NNEF_FILE, ONNX_FILE};
+use msnet_exporter::{NNEF_FILE, ONNX_FILE, PLAN_FILE};
 use msnet_trainer::{Predictor, device};
 
 use crate::setup::parse_size;
@@ -15,8 +15,9 @@ use crate::setup::parse_size;
 #[derive(Args)]
 pub struct ExportArgs {
     /// The trained model directory (config.json + model.safetensors). The artifacts are
-    /// written into it: model.onnx, model.nnef.tgz and golden/ (inputs, reference outputs,
-    /// manifest.json with tolerances and sha256 of the model files).
+    /// written into it: model.onnx, model.nnef.tgz, model.msplan (the msnet-runtime plan) and
+    /// golden/ (inputs, reference outputs, manifest.json with tolerances and sha256 of the
+    /// model files).
     model: PathBuf,
     /// Fixed input size of the artifacts, HxW (2D) or DxHxW (3D), each side divisible by 16.
     /// Default: the size the model was trained at (config.json `input_size`).
@@ -38,7 +39,7 @@ pub fn run(a: &ExportArgs) -> Result<ExitCode> {
 
     println!("wrote into {}:", a.model.display());
     for f in &report.manifest.model_files {
-        if f.file == ONNX_FILE || f.file == NNEF_FILE {
+        if [ONNX_FILE, NNEF_FILE, PLAN_FILE].contains(&f.file.as_str()) {
             println!("  {:<16} {:>9} bytes  sha256 {}", f.file, f.bytes, f.sha256);
         }
     }
@@ -49,22 +50,37 @@ pub fn run(a: &ExportArgs) -> Result<ExitCode> {
         report.manifest.input_shape,
         report.manifest.output_shape
     );
+    let p = &report.plan;
+    let mib = |floats: usize| floats as f64 * 4.0 / (1024.0 * 1024.0);
+    println!(
+        "runtime plan: {} ops, arena {:.2} MiB (liveness lower bound {:.2} MiB, ratio {:.3}), \
+         {:.3} GFLOP per frame",
+        p.ops,
+        mib(p.arena_len),
+        mib(p.arena_lower_bound),
+        p.arena_len as f64 / p.arena_lower_bound as f64,
+        2.0 * p.macs as f64 * 1e-9
+    );
     println!(
         "self-check: max abs diff against {} (passes: atol 1e-4 + rtol 5e-4, same argmax)",
         report.manifest.reference
     );
     println!(
-        "  {:<10} {:>12} {:>12} {:>14}   worst diff/tolerance",
-        "case", "tract-onnx", "tract-nnef", "onnx vs nnef"
+        "  {:<10} {:>12} {:>12} {:>14} {:>14}   worst diff/tolerance",
+        "case", "tract-onnx", "tract-nnef", "msnet-runtime", "onnx vs nnef"
     );
     for c in &report.cases {
         println!(
-            "  {:<10} {:>12.3e} {:>12.3e} {:>14.3e}   {:.3}",
+            "  {:<10} {:>12.3e} {:>12.3e} {:>14.3e} {:>14.3e}   {:.3}",
             c.name,
             c.onnx.max_abs_diff,
             c.nnef.max_abs_diff,
+            c.runtime.max_abs_diff,
             c.onnx_vs_nnef,
-            c.onnx.worst_ratio.max(c.nnef.worst_ratio)
+            c.onnx
+                .worst_ratio
+                .max(c.nnef.worst_ratio)
+                .max(c.runtime.worst_ratio)
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -3,12 +3,13 @@
 //! Writes into the model directory:
 //! - `model.onnx` ([`crate::onnx`]),
 //! - `model.nnef.tgz` ([`crate::nnef`]),
+//! - `model.msplan` ([`crate::plan`]), the plan `msnet-runtime` executes,
 //! - `golden/` ([`msnet::golden`]): the generated inputs with the reference engine's outputs
 //!   and a manifest holding the sha256 of every model file.
 //!
-//! Before anything is moved into place, the written ONNX and NNEF files are read back, run by
-//! tract on every golden input and compared with the reference (the trainer's burn forward
-//! pass); any value beyond `atol + rtol·|ref|` or any argmax difference fails the export. All
+//! Before anything is moved into place, the written ONNX and NNEF files are read back and run
+//! by tract, and the plan by `msnet-runtime`, on every golden input and compared with the
+//! reference (the trainer's burn forward pass); any value beyond `atol + rtol·|ref|` or any argmax difference fails the export. All
 //! artifacts are staged and committed together ([`crate::stage`]), so a failed export leaves
 //! the directory as it was.
 
@@ -22,14 +23,18 @@ use msnet::{Model, fsutil};
 use crate::ExportError;
 use crate::nnef::nnef_bytes;
 use crate::onnx::{INPUT, OUTPUT, build_onnx, check_weights};
+use crate::plan::{CompiledPlan, compile_plan};
 use crate::stage::Staging;
 use crate::tract_check::TractModel;
+use msnet_runtime::host::{PlanBuffer, Session};
 use prost::Message;
 
 /// File name of the ONNX artifact.
 pub const ONNX_FILE: &str = "model.onnx";
 /// File name of the NNEF plan.
 pub const NNEF_FILE: &str = "model.nnef.tgz";
+/// File name of the runtime plan.
+pub const PLAN_FILE: &str = "model.msplan";
 
 /// How one golden case came out in the self-check.
 #[derive(Clone, Debug)]
@@ -39,6 +44,8 @@ pub struct CaseCheck {
     pub onnx: Comparison,
     /// tract-nnef on the NNEF plan vs the reference.
     pub nnef: Comparison,
+    /// msnet-runtime on the runtime plan vs the reference.
+    pub runtime: Comparison,
     /// Largest `|onnx − nnef|`.
     pub onnx_vs_nnef: f32,
 }
@@ -50,6 +57,8 @@ pub struct ExportReport {
     pub size: [usize; 3],
     /// The manifest written to `golden/manifest.json`.
     pub manifest: Manifest,
+    /// The runtime plan's op count, arena and cost.
+    pub plan: PlanSummary,
     pub cases: Vec<CaseCheck>,
 }
 
@@ -73,6 +82,8 @@ pub fn export(
     let onnx = proto.encode_to_vec();
     log("translating to an NNEF plan (tract-nnef, decluttered)");
     let nnef = nnef_bytes(&onnx)?;
+    log("compiling the runtime plan (fusion, arena planning)");
+    let plan = compile_plan(&model, size)?;
 
     let inputs = golden::inputs(cfg, size);
     log(&format!(
@@ -88,6 +99,7 @@ pub fn export(
     let stage = Staging::new(dir)?;
     fsutil::write_atomic(&stage.path(ONNX_FILE), &onnx)?;
     fsutil::write_atomic(&stage.path(NNEF_FILE), &nnef)?;
+    fsutil::write_atomic(&stage.path(PLAN_FILE), &plan.bytes)?;
 
     let input_shape = golden::tensor_shape(cfg.dims, cfg.in_channels, size);
     let output_shape = golden::tensor_shape(cfg.dims, cfg.classes, size);
@@ -126,6 +138,7 @@ pub fn export(
             digest(WEIGHTS_FILE, &dir.join(WEIGHTS_FILE))?,
             digest(ONNX_FILE, &stage.path(ONNX_FILE))?,
             digest(NNEF_FILE, &stage.path(NNEF_FILE))?,
+            digest(PLAN_FILE, &stage.path(PLAN_FILE))?,
         ],
         cases,
     };
@@ -133,41 +146,46 @@ pub fn export(
         .map_err(|e| ExportError::Structure(format!("cannot serialise the manifest: {e}")))?;
     fsutil::write_atomic(&golden_dir.join(golden::MANIFEST_FILE), json.as_bytes())?;
 
-    log("self-check: reloading both files with tract and running every golden input");
+    log("self-check: reloading the files (tract, msnet-runtime) and running every golden input");
     let checks = self_check(&stage, &inputs, &outputs, cfg.classes)?;
     let failures: Vec<String> = checks
         .iter()
         .flat_map(|c| {
-            [("tract-onnx", &c.onnx), ("tract-nnef", &c.nnef)]
-                .into_iter()
-                .filter(|(_, cmp)| !cmp.agrees())
-                .map(move |(engine, cmp)| {
-                    format!(
-                        "case `{}`: {engine} max abs diff {:.3e}{}{}",
-                        c.name,
-                        cmp.max_abs_diff,
-                        if cmp.within_tolerance {
-                            ""
-                        } else {
-                            ", beyond tolerance"
-                        },
-                        if cmp.argmax_equal {
-                            ""
-                        } else {
-                            ", argmax differs"
-                        }
-                    )
-                })
+            [
+                ("tract-onnx", &c.onnx),
+                ("tract-nnef", &c.nnef),
+                ("msnet-runtime", &c.runtime),
+            ]
+            .into_iter()
+            .filter(|(_, cmp)| !cmp.agrees())
+            .map(move |(engine, cmp)| {
+                format!(
+                    "case `{}`: {engine} max abs diff {:.3e}{}{}",
+                    c.name,
+                    cmp.max_abs_diff,
+                    if cmp.within_tolerance {
+                        ""
+                    } else {
+                        ", beyond tolerance"
+                    },
+                    if cmp.argmax_equal {
+                        ""
+                    } else {
+                        ", argmax differs"
+                    }
+                )
+            })
         })
         .collect();
     if !failures.is_empty() {
         return Err(ExportError::SelfCheck(failures.join("; ")));
     }
 
-    stage.commit(&[ONNX_FILE, NNEF_FILE, golden::GOLDEN_DIR])?;
+    stage.commit(&[ONNX_FILE, NNEF_FILE, PLAN_FILE, golden::GOLDEN_DIR])?;
     Ok(ExportReport {
         size,
         manifest,
+        plan: PlanSummary::from(&plan),
         cases: checks,
     })
 }
@@ -181,18 +199,52 @@ fn self_check(
 ) -> Result<Vec<CaseCheck>, ExportError> {
     let onnx = TractModel::from_onnx(&fsutil::read(&stage.path(ONNX_FILE))?)?;
     let nnef = TractModel::from_nnef(&fsutil::read(&stage.path(NNEF_FILE))?)?;
+    let plan_buffer = PlanBuffer::from_bytes(&fsutil::read(&stage.path(PLAN_FILE))?);
+    let plan = plan_buffer
+        .plan()
+        .map_err(|e| ExportError::Runtime(e.to_string()))?;
+    let mut session = Session::new(plan);
+    let mut from_runtime = vec![0.0; plan.output_len()];
     inputs
         .iter()
         .zip(reference)
         .map(|(input, reference)| {
             let from_onnx = onnx.run(&input.data)?;
             let from_nnef = nnef.run(&input.data)?;
+            session
+                .run(&input.data, &mut from_runtime)
+                .map_err(|e| ExportError::Runtime(e.to_string()))?;
             Ok(CaseCheck {
                 name: input.name.into(),
                 onnx: golden::compare(reference, &from_onnx, classes),
                 nnef: golden::compare(reference, &from_nnef, classes),
+                runtime: golden::compare(reference, &from_runtime, classes),
                 onnx_vs_nnef: golden::compare(&from_onnx, &from_nnef, classes).max_abs_diff,
             })
         })
         .collect()
+}
+
+/// The runtime plan's size and cost, for reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanSummary {
+    pub ops: usize,
+    pub bytes: usize,
+    /// Arena length in f32 elements.
+    pub arena_len: usize,
+    /// The liveness lower bound of the arena, in f32 elements.
+    pub arena_lower_bound: usize,
+    pub macs: u64,
+}
+
+impl From<&CompiledPlan> for PlanSummary {
+    fn from(p: &CompiledPlan) -> Self {
+        Self {
+            ops: p.ops,
+            bytes: p.bytes.len(),
+            arena_len: p.arena_len,
+            arena_lower_bound: p.arena_lower_bound,
+            macs: p.macs,
+        }
+    }
 }

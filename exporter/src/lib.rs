@@ -5,6 +5,7 @@
 //! proving they agree ([`export`]):
 //! - [`onnx`]: the ONNX model (`model.onnx`), built with `tract_onnx::pb` and prost;
 //! - [`nnef`]: the fixed-shape tract plan (`model.nnef.tgz`);
+//! - [`plan`]: the runtime plan (`model.msplan`) that `msnet-runtime` executes;
 //! - golden bundles (`golden/`, format in [`msnet::golden`]);
 //! - [`tract_check`]: running the ONNX and NNEF files with tract for the self-check;
 //! - [`stage`]: the all-or-nothing write of the artifacts.
@@ -17,13 +18,15 @@
 pub mod export;
 pub mod nnef;
 pub mod onnx;
+pub mod plan;
 pub mod stage;
 pub mod tract_check;
 
-pub use export::{CaseCheck, ExportReport, NNEF_FILE, ONNX_FILE, export};
+pub use export::{CaseCheck, ExportReport, NNEF_FILE, ONNX_FILE, PLAN_FILE, export};
 pub use msnet::golden::Reference;
 pub use nnef::nnef_bytes;
 pub use onnx::{OnnxLowering, build_onnx, check_structure, check_weights, onnx_bytes, write_onnx};
+pub use plan::{CompiledPlan, compile_plan};
 pub use tract_check::{Comparison, TractModel, compare, run_onnx_tract};
 
 /// Why an export or an export check failed. Messages name the file, tensor, node or shape
@@ -60,6 +63,9 @@ pub enum ExportError {
         stage: &'static str,
         message: String,
     },
+    /// The runtime rejected the compiled plan or failed to run it.
+    #[error("runtime plan: {0}")]
+    Runtime(String),
     /// An input of the wrong length for its shape.
     #[error("input of {found} values does not fill shape {shape:?} ({expected} values)")]
     Input {

@@ -1,6 +1,6 @@
-//! `export` end to end on random-weight models: the written ONNX, the NNEF plan reloaded by
-//! tract-nnef alone and the burn reference agree on every golden input; failed exports leave
-//! the model directory as it was.
+//! `export` end to end on random-weight models: the written ONNX (tract-onnx), the NNEF plan
+//! reloaded by tract-nnef alone, the runtime plan (msnet-runtime) and the burn reference agree
+//! on every golden input; failed exports leave the model directory as it was.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,8 +12,10 @@ use msnet::golden::{self, Reference};
 use msnet::model::WEIGHTS_FILE;
 use msnet::{Config, Model, Spec, weights};
 use msnet_exporter::{
-    ExportError, NNEF_FILE, ONNX_FILE, TractModel, check_structure, check_weights, export,
+    ExportError, NNEF_FILE, ONNX_FILE, PLAN_FILE, TractModel, check_structure, check_weights,
+    export,
 };
+use msnet_runtime::host::{PlanBuffer, Session};
 use msnet_trainer::Predictor;
 use prost::Message;
 
@@ -95,6 +97,9 @@ fn export_and_verify(m: &Model, tag: &str) {
     );
     let onnx_model = TractModel::from_onnx(&onnx).unwrap();
     let nnef_model = TractModel::from_nnef(&nnef).unwrap();
+    let plan_buffer = PlanBuffer::from_bytes(&fs::read(dir.join(PLAN_FILE)).unwrap());
+    let mut session = Session::new(plan_buffer.plan().unwrap());
+    let mut from_runtime = vec![0.0; session.plan().output_len()];
     for case in &cases {
         let burn = reference.forward(&case.input, cfg.input_size);
         assert_eq!(
@@ -104,7 +109,12 @@ fn export_and_verify(m: &Model, tag: &str) {
         );
         let from_onnx = onnx_model.run(&case.input).unwrap();
         let from_nnef = nnef_model.run(&case.input).unwrap();
-        for (engine, out) in [("tract-onnx", &from_onnx), ("tract-nnef", &from_nnef)] {
+        session.run(&case.input, &mut from_runtime).unwrap();
+        for (engine, out) in [
+            ("tract-onnx", &from_onnx),
+            ("tract-nnef", &from_nnef),
+            ("msnet-runtime", &from_runtime),
+        ] {
             let cmp = golden::compare(&case.output, out, cfg.classes);
             println!(
                 "{tag} {:<9} burn vs {engine}: max abs diff {:.3e}, worst diff/tolerance {:.3}",
@@ -124,8 +134,17 @@ fn export_and_verify(m: &Model, tag: &str) {
         report
             .cases
             .iter()
-            .all(|c| c.onnx.agrees() && c.nnef.agrees())
+            .all(|c| c.onnx.agrees() && c.nnef.agrees() && c.runtime.agrees())
     );
+    let p = report.plan;
+    println!(
+        "{tag}: plan of {} ops, arena {} floats, liveness bound {} ({:.3}×)",
+        p.ops,
+        p.arena_len,
+        p.arena_lower_bound,
+        p.arena_len as f64 / p.arena_lower_bound as f64
+    );
+    assert!(p.arena_len as f64 <= 1.15 * p.arena_lower_bound as f64);
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -198,10 +217,14 @@ fn failed_self_check_leaves_the_directory_as_it_was() {
     let e = export(&dir, None, &skewed, &mut quiet).unwrap_err();
     assert!(matches!(e, ExportError::SelfCheck(_)), "{e}");
     let msg = e.to_string();
-    assert!(
-        msg.contains("case `phantom`") && msg.contains("tract-onnx") && msg.contains("tract-nnef"),
-        "{msg}"
-    );
+    for part in [
+        "case `phantom`",
+        "tract-onnx",
+        "tract-nnef",
+        "msnet-runtime",
+    ] {
+        assert!(msg.contains(part), "`{part}` missing from: {msg}");
+    }
     assert_eq!(
         snapshot(&dir),
         before,

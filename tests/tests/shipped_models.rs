@@ -1,12 +1,14 @@
 //! Every model in `models/` reproduces its golden bundle: the burn reference (the trainer's
-//! forward pass), tract on `model.onnx`, and tract-nnef on `model.nnef.tgz`, each within the
+//! forward pass), tract on `model.onnx`, tract-nnef on `model.nnef.tgz` and msnet-runtime on
+//! `model.msplan`, each within the
 //! manifest's tolerance and with the same argmax; the bundle's sha256 match the files.
 
 use burn::tensor::Device;
 use msnet::Model;
 use msnet::golden::{self, Reference};
-use msnet_exporter::{NNEF_FILE, ONNX_FILE, TractModel};
+use msnet_exporter::{NNEF_FILE, ONNX_FILE, PLAN_FILE, TractModel};
 use msnet_regression::{MODEL_CARD, shipped_models};
+use msnet_runtime::host::{PlanBuffer, Session};
 use msnet_trainer::Predictor;
 
 #[test]
@@ -34,11 +36,16 @@ fn every_shipped_model_reproduces_its_golden_bundle() {
         let burn = Predictor::new(&model, Device::flex());
         let onnx = TractModel::from_onnx(&std::fs::read(dir.join(ONNX_FILE)).unwrap()).unwrap();
         let nnef = TractModel::from_nnef(&std::fs::read(dir.join(NNEF_FILE)).unwrap()).unwrap();
+        let plan = PlanBuffer::from_bytes(&std::fs::read(dir.join(PLAN_FILE)).unwrap());
+        let mut runtime = Session::new(plan.plan().unwrap_or_else(|e| panic!("{name}: {e}")));
+        let mut from_runtime = vec![0.0; runtime.plan().output_len()];
         for case in &cases {
+            runtime.run(&case.input, &mut from_runtime).unwrap();
             let outputs = [
                 ("burn", burn.forward(&case.input, size)),
                 ("tract-onnx", onnx.run(&case.input).unwrap()),
                 ("tract-nnef", nnef.run(&case.input).unwrap()),
+                ("msnet-runtime", from_runtime.clone()),
             ];
             for (engine, out) in outputs {
                 let cmp = golden::compare(&case.output, &out, classes);

@@ -1,0 +1,562 @@
+//! The MSNet program ([`msnet::graph::forward`]) compiled into a runtime plan
+//! (`model.msplan`, format in [`msnet_runtime::format`]).
+//!
+//! Three steps:
+//! 1. **Lowering**: [`PlanLowering`] records the program as a node list with shapes.
+//! 2. **Fusion**: a ReLU folds into the convolution feeding it; `s·x²` and `a + s·x` absorb
+//!    the scalings of the FEM (`dt`, `λ`, `−½/ε`, `−α/ε`), so the FEM's elementwise chains
+//!    become single passes; subtraction is `a + (−1)·b`.
+//! 3. **Memory planning**: every arena tensor lives from the op that writes it to the last op
+//!    that reads it; offsets are assigned greedily, largest tensor first, at the lowest offset
+//!    free over its lifetime (TensorFlow Lite Micro's greedy-by-size planner). The report
+//!    gives the arena next to the liveness lower bound (the largest total of simultaneously
+//!    live tensors).
+//!
+//! Weights are rewritten into the layout the kernels read: `[kd][kh][kw][cin][cout]`.
+//! A transposed convolution of stride 1 and padding 1 is the convolution with the flipped
+//! kernel and swapped channel axes, so the runtime needs one convolution kernel.
+
+use std::collections::HashMap;
+
+use msnet::graph::{self, Lowering};
+use msnet::spec::{ConvKind, ConvSpec};
+use msnet::{Model, Spec, Weights};
+use msnet_runtime::format::{
+    FLAG_RELU, HEADER_WORDS, Header, OP_WORDS, OpRecord, Opcode, plan_checksum,
+};
+
+use crate::ExportError;
+
+/// Arena offsets are multiples of this many floats (64 bytes: a cache line, a SIMD vector).
+const ALIGN: usize = 16;
+
+#[derive(Clone, Debug, PartialEq)]
+enum Kind {
+    Input,
+    Normalize { mean: Vec<f32>, std: Vec<f32> },
+    Conv { layer: usize, relu: bool },
+    AddScaled(f32),
+    Mul,
+    Affine(f32, f32),
+    ScaledSquare(f32),
+    Relu,
+    PhaseSoftmax(usize),
+    AvgPool,
+    Prolong,
+    ClassSoftmax,
+}
+
+#[derive(Clone, Debug)]
+struct Node {
+    kind: Kind,
+    inputs: Vec<usize>,
+    channels: usize,
+    size: [usize; 3],
+}
+
+impl Node {
+    fn len(&self) -> usize {
+        self.channels * self.size.iter().product::<usize>()
+    }
+}
+
+/// Records the MSNet program as plan nodes (values are node indices).
+pub struct PlanLowering<'a> {
+    spec: &'a Spec,
+    nodes: Vec<Node>,
+}
+
+impl<'a> PlanLowering<'a> {
+    fn new(spec: &'a Spec, size: [usize; 3]) -> Self {
+        let input = Node {
+            kind: Kind::Input,
+            inputs: vec![],
+            channels: spec.config.in_channels,
+            size,
+        };
+        Self {
+            spec,
+            nodes: vec![input],
+        }
+    }
+
+    fn push(&mut self, kind: Kind, inputs: &[usize], channels: usize, size: [usize; 3]) -> usize {
+        self.nodes.push(Node {
+            kind,
+            inputs: inputs.to_vec(),
+            channels,
+            size,
+        });
+        self.nodes.len() - 1
+    }
+
+    fn same(&mut self, kind: Kind, inputs: &[usize]) -> usize {
+        let (c, s) = (self.nodes[inputs[0]].channels, self.nodes[inputs[0]].size);
+        self.push(kind, inputs, c, s)
+    }
+
+    /// The spatial size after scaling the resampled axes (depth only in 3D).
+    fn resized(&self, x: usize, f: impl Fn(usize) -> usize) -> [usize; 3] {
+        let [d, h, w] = self.nodes[x].size;
+        let d = if self.spec.config.dims == 3 { f(d) } else { d };
+        [d, f(h), f(w)]
+    }
+}
+
+impl Lowering for PlanLowering<'_> {
+    type Value = usize;
+
+    fn normalize(&mut self, x: &usize, mean: &[f32], std: &[f32]) -> usize {
+        let kind = Kind::Normalize {
+            mean: mean.to_vec(),
+            std: std.to_vec(),
+        };
+        self.same(kind, &[*x])
+    }
+
+    fn conv(&mut self, layer: &ConvSpec, x: &usize) -> usize {
+        let s = layer.stride;
+        let size = self.resized(*x, |n| (n - 1) / s + 1);
+        let kind = Kind::Conv {
+            layer: layer.index,
+            relu: false,
+        };
+        self.push(kind, &[*x], layer.out_channels, size)
+    }
+
+    fn relu(&mut self, x: &usize) -> usize {
+        self.same(Kind::Relu, &[*x])
+    }
+
+    fn add(&mut self, a: &usize, b: &usize) -> usize {
+        self.same(Kind::AddScaled(1.0), &[*a, *b])
+    }
+
+    fn sub(&mut self, a: &usize, b: &usize) -> usize {
+        self.same(Kind::AddScaled(-1.0), &[*a, *b])
+    }
+
+    fn mul(&mut self, a: &usize, b: &usize) -> usize {
+        self.same(Kind::Mul, &[*a, *b])
+    }
+
+    fn affine(&mut self, x: &usize, scale: f32, shift: f32) -> usize {
+        self.same(Kind::Affine(scale, shift), &[*x])
+    }
+
+    fn square(&mut self, x: &usize) -> usize {
+        self.same(Kind::ScaledSquare(1.0), &[*x])
+    }
+
+    fn phase_softmax(&mut self, x: &usize, phases: usize) -> usize {
+        self.same(Kind::PhaseSoftmax(phases), &[*x])
+    }
+
+    fn avg_pool(&mut self, x: &usize) -> usize {
+        let size = self.resized(*x, |n| n / 2);
+        let c = self.nodes[*x].channels;
+        self.push(Kind::AvgPool, &[*x], c, size)
+    }
+
+    fn prolong(&mut self, x: &usize) -> usize {
+        let size = self.resized(*x, |n| n * 2);
+        let c = self.nodes[*x].channels;
+        self.push(Kind::Prolong, &[*x], c, size)
+    }
+
+    fn class_softmax(&mut self, x: &usize) -> usize {
+        self.same(Kind::ClassSoftmax, &[*x])
+    }
+}
+
+/// How many live nodes read each node.
+fn use_counts(nodes: &[Node], live: &[bool]) -> Vec<usize> {
+    let mut uses = vec![0; nodes.len()];
+    for (n, _) in nodes.iter().zip(live).filter(|(_, l)| **l) {
+        for &i in &n.inputs {
+            uses[i] += 1;
+        }
+    }
+    uses
+}
+
+/// Nodes reachable backwards from `output`.
+fn reachable(nodes: &[Node], output: usize) -> Vec<bool> {
+    let mut live = vec![false; nodes.len()];
+    live[output] = true;
+    for i in (0..nodes.len()).rev() {
+        if live[i] {
+            for &j in &nodes[i].inputs {
+                live[j] = true;
+            }
+        }
+    }
+    live
+}
+
+/// Applies the fusions of the module docs until none applies; returns which nodes remain.
+fn fuse(nodes: &mut [Node], output: usize) -> Vec<bool> {
+    loop {
+        let live = reachable(nodes, output);
+        let uses = use_counts(nodes, &live);
+        let single = |i: usize| uses[i] == 1;
+        let mut changed = false;
+        for i in 0..nodes.len() {
+            if !live[i] {
+                continue;
+            }
+            let inputs = nodes[i].inputs.clone();
+            match nodes[i].kind.clone() {
+                // conv → relu: the ReLU runs in the convolution's store.
+                Kind::Relu => {
+                    let x = inputs[0];
+                    if let Kind::Conv { layer, relu: false } = nodes[x].kind
+                        && single(x)
+                    {
+                        nodes[x].kind = Kind::Conv { layer, relu: true };
+                        redirect(nodes, i, x);
+                        changed = true;
+                    }
+                }
+                // k·x² → s·(k·x²) with no shift.
+                Kind::Affine(s, 0.0) => {
+                    let x = inputs[0];
+                    if let Kind::ScaledSquare(k) = nodes[x].kind
+                        && single(x)
+                    {
+                        nodes[x].kind = Kind::ScaledSquare(k * s);
+                        redirect(nodes, i, x);
+                        changed = true;
+                    }
+                }
+                // a + k·(s·x) → a + (k·s)·x; and (s·x) + b → b + s·x.
+                Kind::AddScaled(k) => {
+                    let (a, b) = (inputs[0], inputs[1]);
+                    if let Kind::Affine(s, 0.0) = nodes[b].kind
+                        && single(b)
+                    {
+                        nodes[i].kind = Kind::AddScaled(k * s);
+                        nodes[i].inputs[1] = nodes[b].inputs[0];
+                        changed = true;
+                    } else if let Kind::Affine(s, 0.0) = nodes[a].kind
+                        && single(a)
+                        && k == 1.0
+                    {
+                        nodes[i].kind = Kind::AddScaled(s);
+                        nodes[i].inputs = vec![b, nodes[a].inputs[0]];
+                        changed = true;
+                    }
+                }
+                _ => {}
+            }
+            if changed {
+                break;
+            }
+        }
+        if !changed {
+            return reachable(nodes, output);
+        }
+    }
+}
+
+/// Makes every reader of node `from` read node `to` instead.
+fn redirect(nodes: &mut [Node], from: usize, to: usize) {
+    for n in nodes.iter_mut() {
+        for i in n.inputs.iter_mut() {
+            if *i == from {
+                *i = to;
+            }
+        }
+    }
+}
+
+/// The arena layout of a plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// Offset (f32 elements) of each tensor, in tensor order.
+    pub offsets: Vec<usize>,
+    /// Arena length in f32 elements.
+    pub arena_len: usize,
+    /// The largest total of simultaneously live tensors.
+    pub lower_bound: usize,
+}
+
+/// Greedy-by-size placement of tensors `(len, first step, last step)` (lifetimes inclusive).
+pub fn plan_memory(tensors: &[(usize, usize, usize)]) -> MemoryPlan {
+    let steps = tensors.iter().map(|t| t.2 + 1).max().unwrap_or(0);
+    let mut live = vec![0usize; steps];
+    for &(len, first, last) in tensors {
+        live[first..=last].iter_mut().for_each(|v| *v += len);
+    }
+    let lower_bound = live.iter().copied().max().unwrap_or(0);
+
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(tensors[i].0), tensors[i].1));
+    let mut offsets = vec![0usize; tensors.len()];
+    let mut placed: Vec<usize> = Vec::new();
+    let mut arena_len = 0;
+    for i in order {
+        let (len, first, last) = tensors[i];
+        let mut busy: Vec<(usize, usize)> = placed
+            .iter()
+            .filter(|&&j| tensors[j].1 <= last && first <= tensors[j].2)
+            .map(|&j| (offsets[j], offsets[j] + tensors[j].0))
+            .collect();
+        busy.sort_unstable();
+        let mut offset = 0;
+        for (start, end) in busy {
+            if offset + len <= start {
+                break;
+            }
+            offset = offset.max(end.next_multiple_of(ALIGN));
+        }
+        offsets[i] = offset;
+        arena_len = arena_len.max(offset + len);
+        placed.push(i);
+    }
+    MemoryPlan {
+        offsets,
+        arena_len,
+        lower_bound,
+    }
+}
+
+/// A compiled plan and what it took.
+#[derive(Clone, Debug)]
+pub struct CompiledPlan {
+    pub bytes: Vec<u8>,
+    pub ops: usize,
+    pub arena_len: usize,
+    pub arena_lower_bound: usize,
+    pub macs: u64,
+}
+
+/// Rewrites a layer's weights (ONNX layout) into the kernel's `[k…][cin][cout]` layout; a
+/// transposed convolution becomes the convolution with the flipped kernel.
+fn kernel_weights(layer: &ConvSpec, w: &[f32]) -> Vec<f32> {
+    let taps = layer.kernel.pow(layer.dims as u32);
+    let (cin, cout) = (layer.in_channels, layer.out_channels);
+    let mut out = vec![0.0; w.len()];
+    for t in 0..taps {
+        for ci in 0..cin {
+            for co in 0..cout {
+                out[(t * cin + ci) * cout + co] = match layer.kind {
+                    ConvKind::Conv => w[(co * cin + ci) * taps + t],
+                    ConvKind::ConvTranspose => w[(ci * cout + co) * taps + (taps - 1 - t)],
+                };
+            }
+        }
+    }
+    out
+}
+
+fn too_big(what: &str) -> ExportError {
+    ExportError::Structure(format!(
+        "{what} does not fit the plan format's 32-bit fields"
+    ))
+}
+
+fn word(v: usize, what: &str) -> Result<u32, ExportError> {
+    u32::try_from(v).map_err(|_| too_big(what))
+}
+
+/// Compiles `model` for the input size `size = [D, H, W]` (already validated by the caller).
+pub fn compile_plan(model: &Model, size: [usize; 3]) -> Result<CompiledPlan, ExportError> {
+    let spec = &model.spec;
+    let weights: &Weights = &model.weights;
+    let mut lowering = PlanLowering::new(spec, size);
+    let out = graph::forward(&mut lowering, spec, &0);
+    let mut nodes = lowering.nodes;
+    let live = fuse(&mut nodes, out);
+
+    // Execution order: node order (the program is recorded in order), live nodes only.
+    let order: Vec<usize> = (0..nodes.len())
+        .filter(|&i| live[i] && nodes[i].kind != Kind::Input)
+        .collect();
+    let step_of: HashMap<usize, usize> = order.iter().enumerate().map(|(s, &i)| (i, s)).collect();
+    // Arena tensors: every op's output except the last (it writes the caller's output).
+    let mut last_use: HashMap<usize, usize> = HashMap::new();
+    for (step, &i) in order.iter().enumerate() {
+        for &j in &nodes[i].inputs {
+            last_use.insert(j, step);
+        }
+    }
+    let arena_nodes: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&i| nodes[i].kind != Kind::ClassSoftmax)
+        .collect();
+    let tensors: Vec<(usize, usize, usize)> = arena_nodes
+        .iter()
+        .map(|&i| {
+            let first = step_of[&i];
+            (
+                nodes[i].len(),
+                first,
+                last_use.get(&i).copied().unwrap_or(first),
+            )
+        })
+        .collect();
+    let memory = plan_memory(&tensors);
+    let offset: HashMap<usize, usize> = arena_nodes
+        .iter()
+        .zip(&memory.offsets)
+        .map(|(&i, &o)| (i, o))
+        .collect();
+
+    let mut weight_data: Vec<f32> = Vec::new();
+    let mut layer_offsets: HashMap<usize, usize> = HashMap::new();
+    let mut records = Vec::with_capacity(order.len());
+    let mut macs: u64 = 0;
+    for &i in &order {
+        let node = &nodes[i];
+        let input = node.inputs.first().map(|&j| &nodes[j]);
+        let at = |j: usize| offset.get(&j).copied().unwrap_or(0);
+        let opcode = match node.kind {
+            Kind::Normalize { .. } => Opcode::Normalize,
+            Kind::Conv { .. } => Opcode::Conv,
+            Kind::AddScaled(_) => Opcode::AddScaled,
+            Kind::Mul => Opcode::Mul,
+            Kind::Affine(..) => Opcode::Affine,
+            Kind::ScaledSquare(_) => Opcode::ScaledSquare,
+            Kind::Relu => Opcode::Relu,
+            Kind::PhaseSoftmax(_) => Opcode::PhaseSoftmax,
+            Kind::AvgPool => Opcode::AvgPool,
+            Kind::Prolong => Opcode::Prolong,
+            Kind::ClassSoftmax => Opcode::ClassSoftmax,
+            Kind::Input => unreachable!("the input is not an op"),
+        };
+        let mut r = OpRecord::new(opcode);
+        let source = input.unwrap_or(node);
+        r.channels = word(source.channels, "a channel count")?;
+        r.size = [
+            word(source.size[0], "a size")?,
+            word(source.size[1], "a size")?,
+            word(source.size[2], "a size")?,
+        ];
+        if let Some(&a) = node.inputs.first() {
+            r.a = word(at(a), "an arena offset")?;
+        }
+        if let Some(&b) = node.inputs.get(1) {
+            r.b = word(at(b), "an arena offset")?;
+        }
+        r.out = word(at(i), "an arena offset")?;
+        match &node.kind {
+            Kind::Normalize { mean, std } => {
+                // Reads the caller's input, not the arena.
+                r.a = 0;
+                r.weights = word(weight_data.len(), "the weights")?;
+                weight_data.extend_from_slice(mean);
+                weight_data.extend(std.iter().map(|s| 1.0 / s));
+            }
+            Kind::Conv { layer, relu } => {
+                let l = &spec.convs[*layer];
+                r.out_channels = word(l.out_channels, "a channel count")?;
+                r.param = word(l.stride, "a stride")?;
+                if *relu {
+                    r.flags = FLAG_RELU;
+                }
+                let start = *layer_offsets.entry(*layer).or_insert_with(|| {
+                    let start = weight_data.len();
+                    weight_data.extend(kernel_weights(l, &weights.tensors[*layer]));
+                    start
+                });
+                r.weights = word(start, "the weights")?;
+                macs += (node.len() * l.fan_in()) as u64;
+            }
+            Kind::AddScaled(s) | Kind::ScaledSquare(s) => r.scale = *s,
+            Kind::Affine(s, t) => {
+                r.scale = *s;
+                r.shift = *t;
+            }
+            Kind::PhaseSoftmax(p) => r.param = word(*p, "the phase count")?,
+            Kind::ClassSoftmax => r.out = 0,
+            _ => {}
+        }
+        records.push(r);
+    }
+
+    let cfg = &spec.config;
+    let ops_words = records.len() * OP_WORDS;
+    let file_len = 4 * (HEADER_WORDS + ops_words + weight_data.len());
+    let mut header = Header {
+        dims: word(cfg.dims, "dims")?,
+        in_channels: word(cfg.in_channels, "a channel count")?,
+        classes: word(cfg.classes, "a channel count")?,
+        size: [
+            word(size[0], "a size")?,
+            word(size[1], "a size")?,
+            word(size[2], "a size")?,
+        ],
+        arena_len: word(memory.arena_len, "the arena")?,
+        arena_lower_bound: word(memory.lower_bound, "the arena")?,
+        op_count: word(records.len(), "the op count")?,
+        weights_len: word(weight_data.len(), "the weights")?,
+        file_len: word(file_len, "the plan")?,
+        checksum: 0,
+        macs,
+    };
+    let encode = |header: &Header| -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(file_len);
+        let words = header
+            .to_words()
+            .into_iter()
+            .chain(records.iter().flat_map(|r| r.to_words()))
+            .chain(weight_data.iter().map(|w| w.to_bits()));
+        for w in words {
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
+        bytes
+    };
+    header.checksum = plan_checksum(&encode(&header));
+    Ok(CompiledPlan {
+        bytes: encode(&header),
+        ops: records.len(),
+        arena_len: memory.arena_len,
+        arena_lower_bound: memory.lower_bound,
+        macs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_planner_reuses_dead_space_and_meets_the_bound_on_a_chain() {
+        // A chain: each tensor dies when the next is written.
+        let chain = [(100, 0, 1), (100, 1, 2), (100, 2, 3), (100, 3, 3)];
+        let m = plan_memory(&chain);
+        assert_eq!(m.lower_bound, 200);
+        assert!(m.arena_len <= 2 * 112, "{m:?}");
+        // Overlapping lifetimes never share memory.
+        for (i, a) in chain.iter().enumerate() {
+            for (j, b) in chain.iter().enumerate().skip(i + 1) {
+                if a.1 <= b.2 && b.1 <= a.2 {
+                    let (oa, ob) = (m.offsets[i], m.offsets[j]);
+                    assert!(oa + a.0 <= ob || ob + b.0 <= oa, "{i} and {j} overlap");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transposed_kernels_are_flipped_convolutions() {
+        let layer = ConvSpec {
+            index: 0,
+            name: "t".into(),
+            kind: ConvKind::ConvTranspose,
+            in_channels: 1,
+            out_channels: 2,
+            stride: 1,
+            kernel: 3,
+            dims: 2,
+        };
+        // ONNX ConvTranspose layout [in=1][out=2][3][3].
+        let w: Vec<f32> = (0..18).map(|v| v as f32).collect();
+        let k = kernel_weights(&layer, &w);
+        // Tap 0 of output 0 is the input's last tap (8); of output 1, 17.
+        assert_eq!(&k[..2], &[8.0, 17.0]);
+        assert_eq!(&k[16..], &[0.0, 9.0]);
+    }
+}

@@ -1,0 +1,330 @@
+//! The plan file (`model.msplan`): what the exporter writes and [`crate::Plan`] reads.
+//!
+//! Everything is little-endian 32-bit words, so a plan is a `[u32]` and its weights a `[f32]`
+//! without copying:
+//!
+//! | words | what |
+//! |---|---|
+//! | 0..[`HEADER_WORDS`] | [`Header`] |
+//! | then `op_count` × [`OP_WORDS`] | the op list, in execution order ([`OpRecord`]) |
+//! | then `weights_len` | f32 weights, each op's in the layout its kernel reads |
+//!
+//! The header's checksum is the CRC-32 (IEEE) of the whole file with the checksum word read as
+//! zero. Tensors live in one arena of `arena_len` f32 (offsets planned offline by the
+//! exporter); the input image and the output probabilities are the caller's buffers, read by
+//! the first op ([`Opcode::Normalize`]) and written by the last ([`Opcode::ClassSoftmax`]).
+//! Arena tensors are channels-last, `[D][H][W][C]` (D = 1 in 2D); the caller's input and
+//! output are channels-first `[C][D][H][W]`, as in ONNX.
+
+/// File magic, the first 8 bytes.
+pub const MAGIC: [u8; 8] = *b"MSNPLAN\0";
+/// [`MAGIC`] as the first two little-endian words.
+const MAGIC_WORDS: [u32; 2] = [
+    u32::from_le_bytes([MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3]]),
+    u32::from_le_bytes([MAGIC[4], MAGIC[5], MAGIC[6], MAGIC[7]]),
+];
+/// Format version this crate reads and writes.
+pub const VERSION: u32 = 1;
+/// Header length in words.
+pub const HEADER_WORDS: usize = 32;
+/// Length of one op record in words.
+pub const OP_WORDS: usize = 16;
+/// Word index of the checksum in the header.
+pub const CHECKSUM_WORD: usize = 17;
+
+/// The plan header (words 0..32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Header {
+    /// 2 or 3.
+    pub dims: u32,
+    pub in_channels: u32,
+    pub classes: u32,
+    /// Input size `[D, H, W]` (D = 1 in 2D).
+    pub size: [u32; 3],
+    /// Arena length in f32 elements.
+    pub arena_len: u32,
+    /// The liveness lower bound of the arena (largest total of simultaneously live tensors).
+    pub arena_lower_bound: u32,
+    pub op_count: u32,
+    /// Number of f32 weights after the op list.
+    pub weights_len: u32,
+    /// Whole file length in bytes.
+    pub file_len: u32,
+    pub checksum: u32,
+    /// Multiply-accumulates of one forward pass (for GFLOP/s reports).
+    pub macs: u64,
+}
+
+impl Header {
+    /// The header as words (the checksum word included as stored).
+    pub fn to_words(&self) -> [u32; HEADER_WORDS] {
+        let mut w = [0u32; HEADER_WORDS];
+        w[..2].copy_from_slice(&MAGIC_WORDS);
+        w[2] = VERSION;
+        w[3] = HEADER_WORDS as u32;
+        w[4] = OP_WORDS as u32;
+        w[5] = self.dims;
+        w[6] = self.in_channels;
+        w[7] = self.classes;
+        w[8..11].copy_from_slice(&self.size);
+        w[11] = self.arena_len;
+        w[12] = self.arena_lower_bound;
+        w[13] = self.op_count;
+        w[14] = self.weights_len;
+        w[15] = self.file_len;
+        w[16] = 0;
+        w[CHECKSUM_WORD] = self.checksum;
+        w[18] = self.macs as u32;
+        w[19] = (self.macs >> 32) as u32;
+        w
+    }
+
+    /// Reads the header fields; checks magic, version and record sizes only.
+    pub fn from_words(w: &[u32; HEADER_WORDS]) -> Result<Self, &'static str> {
+        if w[..2] != MAGIC_WORDS {
+            return Err("not an MSNet plan (bad magic)");
+        }
+        if w[2] != VERSION {
+            return Err("unsupported plan version (this runtime reads version 1)");
+        }
+        if w[3] as usize != HEADER_WORDS || w[4] as usize != OP_WORDS {
+            return Err("unexpected header or op record length");
+        }
+        Ok(Self {
+            dims: w[5],
+            in_channels: w[6],
+            classes: w[7],
+            size: [w[8], w[9], w[10]],
+            arena_len: w[11],
+            arena_lower_bound: w[12],
+            op_count: w[13],
+            weights_len: w[14],
+            file_len: w[15],
+            checksum: w[CHECKSUM_WORD],
+            macs: w[18] as u64 | (w[19] as u64) << 32,
+        })
+    }
+}
+
+/// What an op does. Arena tensors are channels-last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Opcode {
+    /// Caller's channels-first image → arena: `(x − mean[c]) · inv_std[c]`
+    /// (weights: `mean[C]` then `inv_std[C]`).
+    Normalize = 1,
+    /// 3×3(×3) convolution, padding 1, stride 1 or 2 (weights `[kd][kh][kw][cin][cout]`);
+    /// flag [`FLAG_RELU`] fuses a ReLU. Transposed convolutions of stride 1 are stored as
+    /// convolutions with the flipped kernel.
+    Conv = 2,
+    /// `out = a + scale · b`.
+    AddScaled = 3,
+    /// `out = a · b`.
+    Mul = 4,
+    /// `out = scale · x + shift`.
+    Affine = 5,
+    /// `out = scale · x²`.
+    ScaledSquare = 6,
+    /// `out = max(x, 0)`.
+    Relu = 7,
+    /// Softmax over the `phases` groups of each pixel's channels (`c = n·I + i`, over `n`).
+    PhaseSoftmax = 8,
+    /// 2×2(×2) average pooling, stride 2.
+    AvgPool = 9,
+    /// ×2 linear prolongation, half-pixel centres, edge-clamped.
+    Prolong = 10,
+    /// Arena logits → caller's channels-first probabilities: softmax over the classes.
+    ClassSoftmax = 11,
+}
+
+impl Opcode {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Normalize,
+            2 => Self::Conv,
+            3 => Self::AddScaled,
+            4 => Self::Mul,
+            5 => Self::Affine,
+            6 => Self::ScaledSquare,
+            7 => Self::Relu,
+            8 => Self::PhaseSoftmax,
+            9 => Self::AvgPool,
+            10 => Self::Prolong,
+            11 => Self::ClassSoftmax,
+            _ => return None,
+        })
+    }
+}
+
+/// Op flag: apply ReLU to a convolution's output.
+pub const FLAG_RELU: u32 = 1;
+
+/// One op record (16 words). Which fields an op reads is listed per [`Opcode`]; unused fields
+/// are zero.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OpRecord {
+    pub opcode: Opcode,
+    pub flags: u32,
+    /// Arena offsets (f32 elements) of the first and second input and of the output.
+    pub a: u32,
+    pub b: u32,
+    pub out: u32,
+    /// Channels of the (first) input.
+    pub channels: u32,
+    /// Channels of the output (convolutions).
+    pub out_channels: u32,
+    /// Spatial size `[D, H, W]` of the (first) input.
+    pub size: [u32; 3],
+    /// Convolution stride, or the number of phases.
+    pub param: u32,
+    /// Offset of the op's weights in the weight section (f32 elements).
+    pub weights: u32,
+    pub scale: f32,
+    pub shift: f32,
+}
+
+impl OpRecord {
+    /// An all-zero record of `opcode`, to fill in.
+    pub fn new(opcode: Opcode) -> Self {
+        Self {
+            opcode,
+            flags: 0,
+            a: 0,
+            b: 0,
+            out: 0,
+            channels: 0,
+            out_channels: 0,
+            size: [0; 3],
+            param: 0,
+            weights: 0,
+            scale: 0.0,
+            shift: 0.0,
+        }
+    }
+
+    pub fn to_words(&self) -> [u32; OP_WORDS] {
+        [
+            self.opcode as u32,
+            self.flags,
+            self.a,
+            self.b,
+            self.out,
+            self.channels,
+            self.out_channels,
+            self.size[0],
+            self.size[1],
+            self.size[2],
+            self.param,
+            self.weights,
+            self.scale.to_bits(),
+            self.shift.to_bits(),
+            0,
+            0,
+        ]
+    }
+
+    pub fn from_words(w: &[u32]) -> Result<Self, &'static str> {
+        if w.len() != OP_WORDS {
+            return Err("truncated op record");
+        }
+        let opcode = Opcode::from_u32(w[0]).ok_or("unknown opcode")?;
+        if w[14] != 0 || w[15] != 0 {
+            return Err("reserved op words are not zero");
+        }
+        Ok(Self {
+            opcode,
+            flags: w[1],
+            a: w[2],
+            b: w[3],
+            out: w[4],
+            channels: w[5],
+            out_channels: w[6],
+            size: [w[7], w[8], w[9]],
+            param: w[10],
+            weights: w[11],
+            scale: f32::from_bits(w[12]),
+            shift: f32::from_bits(w[13]),
+        })
+    }
+}
+
+/// CRC-32 (IEEE 802.3, reflected, as zlib's `crc32`) of `bytes`, continuing from `crc`
+/// (start with 0).
+pub fn crc32(crc: u32, bytes: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            table[i] = c;
+            i += 1;
+        }
+        table
+    };
+    let mut c = !crc;
+    for &b in bytes {
+        c = TABLE[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+/// The checksum of a plan file: CRC-32 of all of it with the checksum word read as zero.
+pub fn plan_checksum(bytes: &[u8]) -> u32 {
+    let at = CHECKSUM_WORD * 4;
+    if bytes.len() < at + 4 {
+        return crc32(0, bytes);
+    }
+    let c = crc32(0, &bytes[..at]);
+    let c = crc32(c, &[0; 4]);
+    crc32(c, &bytes[at + 4..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_zlib() {
+        assert_eq!(crc32(0, b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(crc32(0, b"1234"), b"56789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn header_and_records_roundtrip() {
+        let h = Header {
+            dims: 3,
+            in_channels: 1,
+            classes: 4,
+            size: [16, 32, 32],
+            arena_len: 12345,
+            arena_lower_bound: 12000,
+            op_count: 7,
+            weights_len: 999,
+            file_len: 4242,
+            checksum: 0xdead_beef,
+            macs: 0x1_2345_6789,
+        };
+        assert_eq!(Header::from_words(&h.to_words()).unwrap(), h);
+        let mut bad = h.to_words();
+        bad[0] ^= 1;
+        assert!(Header::from_words(&bad).is_err());
+
+        let mut op = OpRecord::new(Opcode::Conv);
+        op.flags = FLAG_RELU;
+        op.size = [1, 8, 8];
+        op.scale = -0.5;
+        assert_eq!(OpRecord::from_words(&op.to_words()).unwrap(), op);
+        let mut w = op.to_words();
+        w[0] = 99;
+        assert!(OpRecord::from_words(&w).is_err());
+    }
+}

@@ -1,0 +1,29 @@
+//! # msnet-runtime: MSNet inference without allocation
+//!
+//! The device engine. It owns the plan format ([`format`]), its validation ([`plan`]), the
+//! kernels ([`kernels`]) and their execution in one caller-provided arena ([`engine`]). The
+//! core is `#![no_std]` without `alloc`: after the caller has the plan bytes and an arena of
+//! [`Plan::arena_len`] floats, [`run`] touches no other memory.
+//!
+//! It must not know how plans are made (the exporter compiles the MSNet program into one),
+//! nor depend on burn, tract or any file format but its own.
+//!
+//! ```text
+//! let plan = Plan::parse(&bytes)?;               // checks everything once
+//! let mut arena = [0f32; N];                     // N >= plan.arena_len()
+//! run(&plan, &image, &mut arena, &mut probabilities)?;
+//! ```
+#![no_std]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod engine;
+pub mod format;
+#[cfg(feature = "std")]
+pub mod host;
+pub mod kernels;
+pub mod plan;
+
+pub use engine::{RunError, run};
+pub use plan::{Op, Plan, PlanError};
