@@ -156,7 +156,8 @@ pub struct Comparison {
     pub max_abs_diff: f32,
     /// `|a − b| ≤ ATOL + RTOL·|a|` for every value (`a` from the reference).
     pub within_tolerance: bool,
-    /// The per-voxel argmax over classes is the same everywhere.
+    /// The per-voxel argmax over classes is the same everywhere (or the tolerance does not
+    /// ask for it).
     pub argmax_equal: bool,
     /// Largest `|a − b| / (ATOL + RTOL·|a|)`: below 1 is within tolerance, and how far below
     /// says how much margin is left.
@@ -190,6 +191,17 @@ pub fn argmax(values: &[f32], classes: usize) -> Vec<usize> {
 /// Compares `other` with `reference`, both `[classes, voxels]` row-major (a batch of 1), with
 /// the tolerance [`ATOL`] + [`RTOL`].
 pub fn compare(reference: &[f32], other: &[f32], classes: usize) -> Comparison {
+    compare_with(reference, other, classes, Tolerance::default())
+}
+
+/// [`compare`] with another tolerance (a manifest's). `argmax_equal` is always computed;
+/// [`Comparison::agrees`] requires it only when `tolerance.argmax_equal` is set.
+pub fn compare_with(
+    reference: &[f32],
+    other: &[f32],
+    classes: usize,
+    tolerance: Tolerance,
+) -> Comparison {
     if reference.len() != other.len() || classes == 0 || !reference.len().is_multiple_of(classes) {
         return Comparison {
             max_abs_diff: f32::INFINITY,
@@ -208,12 +220,13 @@ pub fn compare(reference: &[f32], other: &[f32], classes: usize) -> Comparison {
             continue;
         }
         max_abs_diff = max_abs_diff.max(d);
-        worst_ratio = worst_ratio.max(d / (ATOL + RTOL * a.abs()));
+        worst_ratio = worst_ratio.max(d / (tolerance.atol + tolerance.rtol * a.abs()));
     }
     Comparison {
         max_abs_diff,
         within_tolerance: worst_ratio <= 1.0,
-        argmax_equal: argmax(reference, classes) == argmax(other, classes),
+        argmax_equal: !tolerance.argmax_equal
+            || argmax(reference, classes) == argmax(other, classes),
         worst_ratio,
     }
 }

@@ -66,3 +66,6 @@ impl<'a> Session<'a> {
         run(&self.plan, input, &mut self.arena, output)
     }
 }
+
+impl std::error::Error for PlanError {}
+impl std::error::Error for RunError {}

@@ -590,7 +590,7 @@ unsafe fn edge<S: Simd, const NV: usize, const PART: bool>(
     m: S::M,
     relu: bool,
 ) {
-    let k0 = if x * g.stride == 0 { g.cin } else { 0 };
+    let k0 = if x == 0 { g.cin } else { 0 };
     let k1 = if x * g.stride + 1 >= g.wd {
         2 * g.cin
     } else {

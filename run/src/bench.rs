@@ -1,0 +1,86 @@
+//! `msnet-run bench`: latency per frame of the runtime on this device, as JSON or text.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use msnet_runtime::host::Session;
+
+use crate::alloc_count::allocations;
+use crate::model::Model;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Model directory holding config.json and model.msplan.
+    #[arg(long)]
+    model: PathBuf,
+    /// Timed frames (after the warm-up).
+    #[arg(long, default_value_t = 30)]
+    runs: usize,
+    /// Untimed frames first (caches, page faults, CPU frequency).
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: &BenchArgs) -> Result<ExitCode> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let model = Model::load(&a.model)?;
+    let plan = model.plan()?;
+    let mut session = Session::new(plan);
+    // A smooth, structured input in [0, 1]; the cost does not depend on the values.
+    let input: Vec<f32> = (0..plan.input_len())
+        .map(|i| 0.5 + 0.4 * ((i % 251) as f32 * 0.05).sin())
+        .collect();
+    let mut output = vec![0.0; plan.output_len()];
+    for _ in 0..a.warmup {
+        session.run(&input, &mut output)?;
+    }
+    let mut times = Vec::with_capacity(a.runs);
+    let before = allocations();
+    for _ in 0..a.runs {
+        let t = Instant::now();
+        session.run(&input, &mut output)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let allocs = allocations() - before;
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let min = times[0];
+    let gflop = 2.0 * plan.header().macs as f64 * 1e-9;
+    let report = serde_json::json!({
+        "engine": "msnet-runtime",
+        "model": a.model.display().to_string(),
+        "input": plan.size(),
+        "threads": 1,
+        "runs": a.runs,
+        "median_ms": median,
+        "min_ms": min,
+        "allocations_per_frame": allocs as f64 / a.runs as f64,
+        "arena_bytes": plan.arena_len() * 4,
+        "gflop_per_frame": gflop,
+        "gflops_at_median": gflop / (median * 1e-3),
+        "arch": std::env::consts::ARCH,
+    });
+    if a.json {
+        println!("{report}");
+    } else {
+        println!(
+            "{}: input {:?}, {} runs: median {median:.2} ms, min {min:.2} ms, {:.1} GFLOP/s, \
+             {} allocations per frame, arena {:.2} MiB",
+            a.model.display(),
+            plan.size(),
+            a.runs,
+            gflop / (median * 1e-3),
+            allocs as f64 / a.runs as f64,
+            plan.arena_len() as f64 * 4.0 / (1024.0 * 1024.0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

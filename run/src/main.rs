@@ -1,0 +1,57 @@
+//! `msnet-run`: the device command. Segments images, verifies golden bundles and measures
+//! latency with `msnet-runtime` alone: it links neither burn nor tract (check with
+//! `cargo tree -p msnet-run`), so it cross-builds small for ARM boards.
+
+mod alloc_count;
+mod bench;
+mod model;
+mod segment;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
+
+/// Run an exported MSNet model (model.msplan) on this device: segment images, check it against
+/// its golden outputs, measure it.
+#[derive(Parser)]
+#[command(name = "msnet-run", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Segment images: writes a mask PNG and an overlay PNG per image into --out, and prints
+    /// one JSON line per image (class areas; for a disc/cup model the vertical cup-to-disc
+    /// ratio).
+    Segment(segment::SegmentArgs),
+    /// Run every golden bundle of the model and compare with the reference outputs; exits
+    /// non-zero beyond the bundle's tolerance.
+    Verify(verify::VerifyArgs),
+    /// Measure latency per frame (median and min), allocations per frame, arena size, GFLOP/s.
+    Bench(bench::BenchArgs),
+    /// Print what a model's plan holds: shapes, ops, arena, weights, cost.
+    Info(model::InfoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Segment(a) => segment::run(&a),
+        Command::Verify(a) => verify::run(&a),
+        Command::Bench(a) => bench::run(&a),
+        Command::Info(a) => model::info(&a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
