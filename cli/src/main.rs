@@ -5,6 +5,7 @@
 //! `msnet-exporter`.
 
 mod bench;
+mod bench_tract;
 mod eval;
 mod export;
 mod info;
@@ -39,6 +40,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Benchmark training throughput (images/s) on generated phantoms; prints JSON.
     BenchTrain(bench::BenchArgs),
+    /// Benchmark tract on an exported model (tract-onnx and tract-nnef); prints JSON lines.
+    BenchTract(bench_tract::BenchTractArgs),
 }
 
 /// Where the data is and which dataset it is.
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::run(&a),
         Command::Export(a) => export::run(&a),
         Command::BenchTrain(a) => bench::run(&a),
+        Command::BenchTract(a) => bench_tract::run(&a),
     };
     match result {
         Ok(code) => code,
