@@ -175,12 +175,8 @@ fn execute(plan: &Plan<'_>, op: &Op, input: &[f32], arena: &mut [f32], output: &
             size,
             channels,
             out,
-        } => {
-            let s = Split::new(arena, out.clone());
-            let dims = plan.header().dims as usize;
-            resample::avg_pool(s.read(x), dims, *size, *channels, s.out);
         }
-        Op::Prolong {
+        | Op::Prolong {
             x,
             size,
             channels,
@@ -188,7 +184,12 @@ fn execute(plan: &Plan<'_>, op: &Op, input: &[f32], arena: &mut [f32], output: &
         } => {
             let s = Split::new(arena, out.clone());
             let dims = plan.header().dims as usize;
-            resample::prolong(s.read(x), dims, *size, *channels, s.out);
+            let kernel = if matches!(op, Op::AvgPool { .. }) {
+                resample::avg_pool
+            } else {
+                resample::prolong
+            };
+            kernel(s.read(x), dims, *size, *channels, s.out);
         }
     }
 }
