@@ -33,8 +33,8 @@ use prost::Message;
 pub const ONNX_FILE: &str = "model.onnx";
 /// File name of the NNEF plan.
 pub const NNEF_FILE: &str = "model.nnef.tgz";
-/// File name of the runtime plan.
-pub const PLAN_FILE: &str = "model.msplan";
+/// File name of the runtime plan (defined by the runtime that reads it).
+pub use msnet_runtime::format::PLAN_FILE;
 
 /// How one golden case came out in the self-check.
 #[derive(Clone, Debug)]

@@ -8,10 +8,8 @@ use clap::Args;
 use msnet::Config;
 use msnet::model::CONFIG_FILE;
 use msnet_runtime::Plan;
+use msnet_runtime::format::PLAN_FILE;
 use msnet_runtime::host::PlanBuffer;
-
-/// The plan's file name in a model directory (written by `msnet export`).
-pub const PLAN_FILE: &str = "model.msplan";
 
 /// A loaded model: its config and its plan bytes (parse with [`Model::plan`]).
 pub struct Model {

@@ -16,6 +16,8 @@
 //! Arena tensors are channels-last, `[D][H][W][C]` (D = 1 in 2D); the caller's input and
 //! output are channels-first `[C][D][H][W]`, as in ONNX.
 
+/// The plan's file name in a model directory.
+pub const PLAN_FILE: &str = "model.msplan";
 /// File magic, the first 8 bytes.
 pub const MAGIC: [u8; 8] = *b"MSNPLAN\0";
 /// [`MAGIC`] as the first two little-endian words.
