@@ -31,6 +31,9 @@ use prost::Message;
 
 /// File name of the ONNX artifact.
 pub const ONNX_FILE: &str = "model.onnx";
+/// In `golden/` of a 2D model: the phantom case's input as an 8-bit PNG, for trying
+/// `msnet-run segment` without a dataset.
+pub const SAMPLE_IMAGE: &str = "phantom.png";
 /// File name of the NNEF plan.
 pub const NNEF_FILE: &str = "model.nnef.tgz";
 /// File name of the runtime plan (defined by the runtime that reads it).
@@ -116,6 +119,17 @@ pub fn export(
         npy::write_npy_f32(&golden_dir.join(&case.input), &input_shape, &input.data)?;
         npy::write_npy_f32(&golden_dir.join(&case.output), &output_shape, output)?;
         cases.push(case);
+    }
+    if let Some(phantom) = inputs.iter().find(|i| i.name == "phantom" && cfg.dims == 2) {
+        // The phantom as an 8-bit picture: an image to try `msnet-run segment` on that ships
+        // with every 2D model (the datasets' images may not be redistributed).
+        let [_, h, w] = size;
+        msnet::io::write_image_png(
+            &golden_dir.join(SAMPLE_IMAGE),
+            cfg.in_channels,
+            [h, w],
+            &phantom.data,
+        )?;
     }
     let digest = |file: &str, path: &Path| -> Result<FileDigest, ExportError> {
         let bytes = fsutil::read(path)?;

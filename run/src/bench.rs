@@ -6,16 +6,17 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use msnet_runtime::host::Session;
+use msnet_runtime::alloc_count::allocations;
 
-use crate::alloc_count::allocations;
-use crate::model::Model;
+use crate::model::{Model, Threads};
 
 #[derive(Args)]
 pub struct BenchArgs {
     /// Model directory holding config.json and model.msplan.
     #[arg(long)]
     model: PathBuf,
+    #[command(flatten)]
+    threads: Threads,
     /// Timed frames (after the warm-up).
     #[arg(long, default_value_t = 30)]
     runs: usize,
@@ -33,7 +34,7 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
     }
     let model = Model::load(&a.model)?;
     let plan = model.plan()?;
-    let mut session = Session::new(plan);
+    let mut session = model.session(&a.threads)?;
     // A smooth, structured input in [0, 1]; the cost does not depend on the values.
     let input: Vec<f32> = (0..plan.input_len())
         .map(|i| 0.5 + 0.4 * ((i % 251) as f32 * 0.05).sin())
@@ -58,7 +59,7 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         "engine": "msnet-runtime",
         "model": a.model.display().to_string(),
         "input": plan.size(),
-        "threads": 1,
+        "threads": session.threads(),
         "runs": a.runs,
         "median_ms": median,
         "min_ms": min,
@@ -67,15 +68,17 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         "gflop_per_frame": gflop,
         "gflops_at_median": gflop / (median * 1e-3),
         "arch": std::env::consts::ARCH,
+        "conv_kernel": msnet_runtime::kernels::conv::path(),
     });
     if a.json {
         println!("{report}");
     } else {
         println!(
-            "{}: input {:?}, {} runs: median {median:.2} ms, min {min:.2} ms, {:.1} GFLOP/s, \
+            "{}: input {:?}, {} thread(s), {} runs: median {median:.2} ms, min {min:.2} ms, {:.1} GFLOP/s, \
              {} allocations per frame, arena {:.2} MiB",
             a.model.display(),
             plan.size(),
+            session.threads(),
             a.runs,
             gflop / (median * 1e-3),
             allocs as f64 / a.runs as f64,

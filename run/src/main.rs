@@ -2,18 +2,23 @@
 //! latency with `msnet-runtime` alone: it links neither burn nor tract (check with
 //! `cargo tree -p msnet-run`), so it cross-builds small for ARM boards.
 
-mod alloc_count;
 mod bench;
+mod csv;
 mod model;
 mod segment;
+#[cfg(feature = "tract")]
+mod tract_engine;
 mod verify;
+mod volume;
+mod watch;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use msnet_runtime::alloc_count::CountingAllocator;
 
 #[global_allocator]
-static GLOBAL: alloc_count::Counting = alloc_count::Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// Run an exported MSNet model (model.msplan) on this device: segment images, check it against
 /// its golden outputs, measure it.
@@ -30,6 +35,13 @@ enum Command {
     /// one JSON line per image (class areas; for a disc/cup model the vertical cup-to-disc
     /// ratio).
     Segment(segment::SegmentArgs),
+    /// Watch a folder: segment each image dropped into it, append a CSV row (file, cup-to-disc
+    /// ratio, disc and cup areas, latency, class areas), move it to OUT/done/. `--once` for a
+    /// batch run.
+    Watch(watch::WatchArgs),
+    /// Segment a 3D NIfTI volume with a 3D model: writes a NIfTI label volume on the input's
+    /// grid and prints the memory it used (arena, plan, buffers).
+    SegmentVolume(volume::VolumeArgs),
     /// Run every golden bundle of the model and compare with the reference outputs; exits
     /// non-zero beyond the bundle's tolerance.
     Verify(verify::VerifyArgs),
@@ -43,6 +55,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Segment(a) => segment::run(&a),
+        Command::Watch(a) => watch::run(&a),
+        Command::SegmentVolume(a) => volume::run(&a),
         Command::Verify(a) => verify::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Info(a) => model::info(&a),

@@ -9,7 +9,8 @@ use msnet::Config;
 use msnet::model::CONFIG_FILE;
 use msnet_runtime::Plan;
 use msnet_runtime::format::PLAN_FILE;
-use msnet_runtime::host::PlanBuffer;
+use msnet_runtime::host::{PlanBuffer, Session};
+use msnet_runtime::kernels::conv;
 
 /// A loaded model: its config and its plan bytes (parse with [`Model::plan`]).
 pub struct Model {
@@ -55,6 +56,30 @@ impl Model {
             .plan()
             .with_context(|| format!("{}", self.dir.join(PLAN_FILE).display()))
     }
+
+    /// A session on `threads` threads, its arena allocated and its workers started.
+    pub fn session(&self, threads: &Threads) -> Result<Session<'_>> {
+        let n = threads.count();
+        Session::with_threads(self.plan()?, n).with_context(|| format!("cannot start {n} threads"))
+    }
+}
+
+/// `--threads`, shared by the commands that run the model.
+#[derive(Args, Clone, Copy)]
+pub struct Threads {
+    /// Threads per frame (each large op is split across them; results are bit-for-bit those
+    /// of one thread). 0 means one per core of this machine.
+    #[arg(long = "threads", default_value_t = 1)]
+    threads: usize,
+}
+
+impl Threads {
+    pub fn count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -94,5 +119,11 @@ pub fn info(a: &InfoArgs) -> Result<ExitCode> {
         h.file_len
     );
     println!("cost: {:.3} GFLOP per frame", 2.0 * h.macs as f64 * 1e-9);
+    println!(
+        "this device: {}, conv kernel {}, {} core(s)",
+        std::env::consts::ARCH,
+        conv::path(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     Ok(ExitCode::SUCCESS)
 }

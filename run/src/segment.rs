@@ -1,9 +1,10 @@
-//! `msnet-run segment`: images in, masks, overlays and one JSON line per image out.
+//! `msnet-run segment`: images in, masks, overlays and one JSON line per image out (and,
+//! with `--csv`, one CSV row per image).
 //!
-//! Preprocessing: decode (PNG, JPEG, BMP, TIFF; 8/16-bit; gray, RGB, RGBA: alpha dropped),
-//! match the model's channels (gray replicated to RGB, RGB averaged to gray), bilinear resize
-//! to the model's input size; the normalisation is inside the plan. Postprocessing: argmax,
-//! the mask brought back to the image's own size (nearest), per-class areas.
+//! Preprocessing is [`msnet_run::preprocess`]; the normalisation is inside the plan.
+//! Postprocessing: argmax, the mask brought back to the image's own size (nearest), per-class
+//! areas, and for a model with a `cup` class the disc (every foreground class: rim ∪ cup), the
+//! cup and the vertical cup-to-disc ratio.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,136 +12,194 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use msnet::io::{read_image, resize_bilinear, resize_nearest, write_gray_png};
+use msnet::io::{read_image, resize_nearest, write_gray_png};
 use msnet::overlay::write_overlay;
+use msnet_run::preprocess::model_input;
 use msnet_runtime::host::Session;
 
-use crate::model::Model;
+use crate::csv::CsvLog;
+use crate::model::{Model, Threads};
 
 #[derive(Args)]
 pub struct SegmentArgs {
     /// Model directory holding config.json and model.msplan.
     #[arg(long)]
     model: PathBuf,
+    #[command(flatten)]
+    threads: Threads,
     /// Output folder for NAME.mask.png (class index × 255/(classes−1)) and NAME.overlay.png.
     #[arg(long)]
     out: PathBuf,
+    /// Also append one CSV row per image to this file (header written when it is new).
+    #[arg(long)]
+    csv: Option<PathBuf>,
     /// Images to segment.
     #[arg(required = true)]
     images: Vec<PathBuf>,
 }
 
-/// The image as the model's input: `[in, H, W]` at the model's size, values in [0, 1].
-fn preprocess(
-    path: &Path,
-    channels: usize,
-    hw: [usize; 2],
-    planar: &[f32],
-    want: usize,
+/// What one image gave.
+pub struct Segmented {
+    pub hw: [usize; 2],
+    pub runtime_ms: f64,
+    /// Pixels per class at the image's own size.
+    pub areas: Vec<usize>,
+    /// For a model with a `cup` class: disc (rim ∪ cup) and cup pixels, vertical CDR (None
+    /// when no disc was found).
+    pub disc_cup: Option<DiscCup>,
+    pub mask: PathBuf,
+    pub overlay: PathBuf,
+}
+
+pub struct DiscCup {
+    pub disc_px: usize,
+    pub cup_px: usize,
+    pub vertical_cdr: Option<f64>,
+}
+
+/// A model, its session and buffers, ready to segment any number of images.
+pub struct Segmenter<'m> {
+    model: &'m Model,
+    session: Session<'m>,
+    probs: Vec<f32>,
     size: [usize; 2],
-) -> Result<Vec<f32>> {
-    let pixels = hw[0] * hw[1];
-    let matched: Vec<f32> = match (channels, want) {
-        (c, w) if c == w => planar.to_vec(),
-        (1, 3) => planar.repeat(3),
-        (3, 1) => (0..pixels)
-            .map(|p| (planar[p] + planar[pixels + p] + planar[2 * pixels + p]) / 3.0)
-            .collect(),
-        (c, w) => bail!("{}: {c} channels, the model takes {w}", path.display()),
-    };
-    if let Some(i) = matched.iter().position(|v| !v.is_finite()) {
-        bail!("{}: pixel value {i} is NaN or infinite", path.display());
+    cup: Option<usize>,
+}
+
+impl<'m> Segmenter<'m> {
+    pub fn new(model: &'m Model, threads: &Threads) -> Result<Self> {
+        let plan = model.plan()?;
+        if plan.header().dims != 2 {
+            bail!(
+                "segment takes 2D images; {} is a 3D model",
+                model.dir.display()
+            );
+        }
+        let [_, h, w] = plan.size();
+        Ok(Self {
+            session: model.session(threads)?,
+            probs: vec![0.0; plan.output_len()],
+            size: [h, w],
+            cup: model.config.class_names.iter().position(|n| n == "cup"),
+            model,
+        })
     }
-    Ok(resize_bilinear(&matched, want, hw, size))
+
+    pub fn class_names(&self) -> &[String] {
+        &self.model.config.class_names
+    }
+
+    /// Segments the image at `path`, writing `STEM.mask.png` and `STEM.overlay.png` into `out`.
+    pub fn segment(&mut self, path: &Path, out: &Path) -> Result<Segmented> {
+        let cfg = &self.model.config;
+        let classes = cfg.classes;
+        let (channels, hw, planar) = read_image(path)?;
+        let input = model_input(path, channels, hw, &planar, cfg.in_channels, self.size)?;
+        let t = Instant::now();
+        self.session.run(&input, &mut self.probs)?;
+        let runtime_ms = t.elapsed().as_secs_f64() * 1e3;
+        let labels = argmax(&self.probs, classes);
+        let mask = resize_nearest(&labels, self.size, hw);
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+        let mask_path = out.join(format!("{stem}.mask.png"));
+        let step = (255 / (classes - 1).max(1)) as u8;
+        let shown: Vec<u8> = mask.iter().map(|&l| l * step).collect();
+        write_gray_png(&mask_path, hw, &shown)?;
+        let overlay_path = out.join(format!("{stem}.overlay.png"));
+        let rgb_channels = if channels == 1 { 1 } else { 3 };
+        let shown_image = &planar[..rgb_channels * hw[0] * hw[1]];
+        let no_truth = vec![0u8; mask.len()];
+        write_overlay(
+            &overlay_path,
+            shown_image,
+            rgb_channels,
+            hw,
+            &mask,
+            &no_truth,
+            classes,
+        )?;
+        let mut areas = vec![0usize; classes];
+        for &l in &mask {
+            areas[l as usize] += 1;
+        }
+        let disc_cup = self.cup.map(|cup| {
+            let disc = vertical_extent(&mask, hw[1], |l| l > 0);
+            let cup_rows = vertical_extent(&mask, hw[1], |l| l as usize == cup);
+            DiscCup {
+                disc_px: areas[1..].iter().sum(),
+                cup_px: areas[cup],
+                vertical_cdr: (disc > 0).then(|| cup_rows as f64 / disc as f64),
+            }
+        });
+        Ok(Segmented {
+            hw,
+            runtime_ms,
+            areas,
+            disc_cup,
+            mask: mask_path,
+            overlay: overlay_path,
+        })
+    }
+}
+
+impl Segmented {
+    /// The JSON line `segment` prints.
+    pub fn json(&self, image: &Path, class_names: &[String]) -> serde_json::Value {
+        let areas: serde_json::Map<String, serde_json::Value> = class_names
+            .iter()
+            .zip(&self.areas)
+            .map(|(name, &n)| (name.clone(), n.into()))
+            .collect();
+        let mut line = serde_json::json!({
+            "image": image.display().to_string(),
+            "width": self.hw[1],
+            "height": self.hw[0],
+            "mask": self.mask.display().to_string(),
+            "overlay": self.overlay.display().to_string(),
+            "areas_px": areas,
+            "runtime_ms": self.runtime_ms,
+        });
+        if let Some(dc) = &self.disc_cup {
+            line["disc_px"] = dc.disc_px.into();
+            line["cup_px"] = dc.cup_px.into();
+            line["vertical_cdr"] = dc.vertical_cdr.into();
+        }
+        line
+    }
 }
 
 /// Vertical extent (rows) of the pixels where `inside` holds, or 0.
 fn vertical_extent(labels: &[u8], width: usize, inside: impl Fn(u8) -> bool) -> usize {
-    let rows: Vec<usize> = labels
+    let mut rows = labels
         .chunks(width)
         .enumerate()
         .filter(|(_, row)| row.iter().any(|&l| inside(l)))
-        .map(|(y, _)| y)
-        .collect();
-    match (rows.first(), rows.last()) {
-        (Some(a), Some(b)) => b - a + 1,
-        _ => 0,
+        .map(|(y, _)| y);
+    match rows.next() {
+        Some(first) => rows.last().unwrap_or(first) - first + 1,
+        None => 0,
     }
 }
 
 pub fn run(a: &SegmentArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
-    let plan = model.plan()?;
-    if plan.header().dims != 2 {
-        bail!(
-            "segment takes 2D images; {} is a 3D model",
-            a.model.display()
-        );
-    }
-    let [_, h, w] = plan.size();
-    let cfg = &model.config;
-    let classes = cfg.classes;
+    let mut segmenter = Segmenter::new(&model, &a.threads)?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
-    let mut session = Session::new(plan);
-    let mut probs = vec![0.0; plan.output_len()];
-    let cup = cfg.class_names.iter().position(|n| n == "cup");
+    let mut csv = a
+        .csv
+        .as_deref()
+        .map(|p| CsvLog::open(p, segmenter.class_names()))
+        .transpose()?;
     let mut failed = 0;
     for path in &a.images {
-        let result = (|| -> Result<serde_json::Value> {
-            let (channels, hw, planar) = read_image(path)?;
-            let input = preprocess(path, channels, hw, &planar, cfg.in_channels, [h, w])?;
-            let t = Instant::now();
-            session.run(&input, &mut probs)?;
-            let ms = t.elapsed().as_secs_f64() * 1e3;
-            let labels = argmax(&probs, classes);
-            let mask = resize_nearest(&labels, [h, w], hw);
-            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-            let mask_path = a.out.join(format!("{stem}.mask.png"));
-            let step = (255 / (classes - 1).max(1)) as u8;
-            let shown: Vec<u8> = mask.iter().map(|&l| l * step).collect();
-            write_gray_png(&mask_path, hw, &shown)?;
-            let overlay_path = a.out.join(format!("{stem}.overlay.png"));
-            let rgb_channels = if channels == 1 { 1 } else { 3 };
-            let shown_image = &planar[..rgb_channels * hw[0] * hw[1]];
-            let no_truth = vec![0u8; mask.len()];
-            write_overlay(
-                &overlay_path,
-                shown_image,
-                rgb_channels,
-                hw,
-                &mask,
-                &no_truth,
-                classes,
-            )?;
-            let mut areas = serde_json::Map::new();
-            for (c, name) in cfg.class_names.iter().enumerate() {
-                let n = mask.iter().filter(|&&l| l as usize == c).count();
-                areas.insert(name.clone(), n.into());
+        match segmenter.segment(path, &a.out) {
+            Ok(s) => {
+                println!("{}", s.json(path, segmenter.class_names()));
+                if let Some(csv) = &mut csv {
+                    csv.append(path, &s)?;
+                }
             }
-            let mut line = serde_json::json!({
-                "image": path.display().to_string(),
-                "width": hw[1],
-                "height": hw[0],
-                "mask": mask_path.display().to_string(),
-                "overlay": overlay_path.display().to_string(),
-                "areas_px": areas,
-                "runtime_ms": ms,
-            });
-            if let Some(cup) = cup {
-                // The disc is every foreground class (rim ∪ cup); vertical cup-to-disc ratio.
-                let disc = vertical_extent(&mask, hw[1], |l| l > 0);
-                let cup_h = vertical_extent(&mask, hw[1], |l| l as usize == cup);
-                line["vertical_cdr"] = if disc > 0 {
-                    (cup_h as f64 / disc as f64).into()
-                } else {
-                    serde_json::Value::Null
-                };
-            }
-            Ok(line)
-        })();
-        match result {
-            Ok(line) => println!("{line}"),
             Err(e) => {
                 failed += 1;
                 eprintln!("error: {}: {e:#}", path.display());

@@ -6,23 +6,51 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use msnet::golden;
-use msnet_runtime::host::Session;
+use msnet::model::CONFIG_FILE;
+use msnet_runtime::format::PLAN_FILE;
+use msnet_runtime::kernels::conv;
 
-use crate::model::Model;
+use crate::model::{Model, Threads};
 
 #[derive(Args)]
 pub struct VerifyArgs {
     /// Model directory holding config.json, model.msplan and golden/ (from `msnet export`).
     #[arg(long)]
     model: PathBuf,
+    #[command(flatten)]
+    threads: Threads,
+    /// Also run model.nnef.tgz with tract (tract-core + tract-nnef) on every golden input and
+    /// compare: a second, independent engine cross-checking this one on the device.
+    #[cfg(feature = "tract")]
+    #[arg(long)]
+    tract: bool,
 }
 
 pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
-    let (manifest, cases) = golden::load(&a.model)?;
+    let (mut manifest, cases) = golden::load(&a.model)?;
+    // A device needs only config.json and model.msplan: those must be there and match; the
+    // host-side files (weights, ONNX, NNEF) are checked when present.
+    let (present, absent): (Vec<_>, Vec<_>) = manifest.model_files.drain(..).partition(|f| {
+        [CONFIG_FILE, PLAN_FILE].contains(&f.file.as_str()) || a.model.join(&f.file).exists()
+    });
+    manifest.model_files = present;
     golden::check_digests(&a.model, &manifest)?;
+    let checked: Vec<&str> = manifest
+        .model_files
+        .iter()
+        .map(|f| f.file.as_str())
+        .collect();
+    println!("sha256 as in the manifest: {}", checked.join(", "));
+    if !absent.is_empty() {
+        let names: Vec<&str> = absent.iter().map(|f| f.file.as_str()).collect();
+        println!(
+            "not on this device (not needed to run): {}",
+            names.join(", ")
+        );
+    }
     let plan = model.plan()?;
-    let mut session = Session::new(plan);
+    let mut session = model.session(&a.threads)?;
     let mut output = vec![0.0; plan.output_len()];
     let t = manifest.tolerance;
     println!(
@@ -33,20 +61,42 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
         t.atol,
         t.rtol
     );
-    let mut ok = true;
-    for case in &cases {
-        session.run(&case.input, &mut output)?;
-        let cmp = golden::compare_with(&case.output, &output, model.config.classes, t);
+    println!(
+        "engine: msnet-runtime on {}, conv kernel {}, {} thread(s)",
+        std::env::consts::ARCH,
+        conv::path(),
+        session.threads()
+    );
+    #[cfg(feature = "tract")]
+    let tract = match a.tract {
+        true => Some(crate::tract_engine::TractNnef::load(&a.model)?),
+        false => None,
+    };
+    let report = |engine: &str, case: &str, cmp: &golden::Comparison| {
         let pass = cmp.agrees();
-        ok &= pass;
         println!(
-            "  {:<10} max abs diff {:.3e}  worst diff/tolerance {:.3}  argmax {}  {}",
-            case.name,
+            "  {case:<10} {engine:<13} max abs diff {:.3e}  worst diff/tolerance {:.3}  argmax {}  {}",
             cmp.max_abs_diff,
             cmp.worst_ratio,
             if cmp.argmax_equal { "equal" } else { "DIFFERS" },
             if pass { "ok" } else { "FAIL" }
         );
+        pass
+    };
+    let classes = model.config.classes;
+    let mut ok = true;
+    for case in &cases {
+        session.run(&case.input, &mut output)?;
+        let cmp = golden::compare_with(&case.output, &output, classes, t);
+        ok &= report("msnet-runtime", &case.name, &cmp);
+        #[cfg(feature = "tract")]
+        if let Some(tract) = &tract {
+            let theirs = tract.run(&case.input)?;
+            let cmp = golden::compare_with(&case.output, &theirs, classes, t);
+            ok &= report("tract-nnef", &case.name, &cmp);
+            let between = golden::compare_with(&theirs, &output, classes, t);
+            ok &= report("runtime/tract", &case.name, &between);
+        }
     }
     Ok(if ok {
         println!("verified");

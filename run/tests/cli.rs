@@ -31,18 +31,27 @@ fn scratch(tag: &str) -> PathBuf {
 }
 
 #[test]
-fn verify_passes_on_the_shipped_model() {
-    let o = msnet_run(&["verify", "--model", &shipped()]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("verified"));
+fn verify_passes_on_the_shipped_model_at_one_and_two_threads() {
+    for threads in ["1", "2"] {
+        let o = msnet_run(&["verify", "--model", &shipped(), "--threads", threads]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("verified"));
+        assert!(
+            text(&o).contains(&format!("{threads} thread(s)")),
+            "{}",
+            text(&o)
+        );
+    }
 }
 
 #[test]
-fn bench_reports_zero_allocations_per_frame() {
+fn bench_reports_zero_allocations_per_frame_with_two_threads() {
     let o = msnet_run(&[
         "bench",
         "--model",
         &shipped(),
+        "--threads",
+        "2",
         "--runs",
         "2",
         "--warmup",
@@ -54,6 +63,8 @@ fn bench_reports_zero_allocations_per_frame() {
     assert_eq!(report["allocations_per_frame"], 0.0, "{report}");
     assert!(report["median_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(report["arena_bytes"], 1_605_632 * 4);
+    assert_eq!(report["threads"], 2);
+    assert!(report["conv_kernel"].is_string(), "{report}");
 }
 
 fn write_phantom_png(path: &Path, h: usize, w: usize) {
@@ -116,5 +127,230 @@ fn a_model_without_a_plan_says_how_to_make_one() {
     let o = msnet_run(&["verify", "--model", dir.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(text(&o).contains("msnet export"), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The shipped model relabelled as a disc/cup model (class 2 plays the cup), in a scratch copy.
+fn disc_cup_model(dir: &Path) -> PathBuf {
+    let model = dir.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["config.json", "model.msplan"] {
+        std::fs::copy(Path::new(&shipped()).join(f), model.join(f)).unwrap();
+    }
+    let cfg = model.join("config.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    json["class_names"] = serde_json::json!(["background", "rim", "cup"]);
+    std::fs::write(&cfg, json.to_string()).unwrap();
+    model
+}
+
+#[test]
+fn watch_once_logs_a_csv_row_per_image_and_files_them_away() {
+    let dir = scratch("watch");
+    let model = disc_cup_model(&dir);
+    let inbox = dir.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    write_phantom_png(&inbox.join("eye-1.png"), 100, 120);
+    write_phantom_png(&inbox.join("eye-2.png"), 64, 64);
+    std::fs::write(inbox.join("eye-3.png"), b"not a png").unwrap();
+    std::fs::write(inbox.join(".eye-4.png"), b"still being copied").unwrap();
+    std::fs::write(inbox.join("notes.txt"), b"ignored").unwrap();
+    let out = dir.join("out");
+    let args = [
+        "watch",
+        "--model",
+        model.to_str().unwrap(),
+        "--inbox",
+        inbox.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--threads",
+        "2",
+        "--once",
+    ];
+    let o = msnet_run(&args);
+    assert!(!o.status.success(), "eye-3.png is broken: {}", text(&o));
+    assert!(text(&o).contains("eye-3.png"), "{}", text(&o));
+
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(
+        rows[0],
+        [
+            "file",
+            "width",
+            "height",
+            "latency_ms",
+            "vertical_cdr",
+            "disc_px",
+            "cup_px",
+            "background_px",
+            "rim_px",
+            "cup_px"
+        ]
+    );
+    assert_eq!(rows.len(), 3, "{csv}");
+    for (row, (w, h)) in rows[1..].iter().zip([(120, 100), (64, 64)]) {
+        assert_eq!(
+            (row[1], row[2]),
+            (w.to_string().as_str(), h.to_string().as_str())
+        );
+        let areas: Vec<u64> = row[7..].iter().map(|v| v.parse().unwrap()).collect();
+        assert_eq!(areas.iter().sum::<u64>(), (w * h) as u64);
+        // disc = rim ∪ cup; cup = class 2.
+        assert_eq!(row[5].parse::<u64>().unwrap(), areas[1] + areas[2]);
+        assert_eq!(row[6].parse::<u64>().unwrap(), areas[2]);
+        if areas[1] + areas[2] > 0 {
+            let cdr: f64 = row[4].parse().unwrap();
+            assert!((0.0..=1.0).contains(&cdr), "{cdr}");
+        }
+    }
+    let names = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&out.join("done")), ["eye-1.png", "eye-2.png"]);
+    assert_eq!(names(&out.join("failed")), ["eye-3.png"]);
+    assert_eq!(names(&inbox), [".eye-4.png", "notes.txt"]);
+
+    // A second run finds nothing new and appends nothing.
+    let o = msnet_run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("results.csv")).unwrap(),
+        csv
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn verify_on_a_device_copy_needs_only_config_plan_and_golden() {
+    let dir = scratch("device-copy");
+    let model = dir.join("model");
+    std::fs::create_dir_all(model.join("golden")).unwrap();
+    for f in ["config.json", "model.msplan"] {
+        std::fs::copy(Path::new(&shipped()).join(f), model.join(f)).unwrap();
+    }
+    for e in std::fs::read_dir(Path::new(&shipped()).join("golden")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), model.join("golden").join(e.file_name())).unwrap();
+    }
+    let m = model.to_str().unwrap();
+    let o = msnet_run(&["verify", "--model", m]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("not on this device"), "{}", text(&o));
+    // The plan itself is still checked against the manifest.
+    let mut plan = std::fs::read(model.join("model.msplan")).unwrap();
+    let n = plan.len();
+    plan[n - 1] ^= 1;
+    std::fs::write(model.join("model.msplan"), plan).unwrap();
+    let o = msnet_run(&["verify", "--model", m]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("model.msplan"), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A tiny random-weight 3D model (scripts/tiny_model.py): 4×8×8 input, 2 classes.
+fn tiny_3d() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tiny-3d").into()
+}
+
+#[test]
+fn segment_volume_writes_labels_on_the_volumes_grid_within_a_budget() {
+    let dir = scratch("volume");
+    let vol = dir.join("scan.nii.gz");
+    let shape = [6, 10, 12];
+    let voxels: Vec<f32> = (0..6 * 10 * 12)
+        .map(|i| 100.0 + ((i % 12) as f32 - 6.0).abs() * 20.0 + (i / 120) as f32)
+        .collect();
+    msnet::io::write_volume_f32(&vol, shape, &voxels).unwrap();
+    let labels = dir.join("labels.nii.gz");
+    let args = |budget: &str| {
+        let mut v = vec![
+            "segment-volume".to_string(),
+            "--model".into(),
+            tiny_3d(),
+            "--out".into(),
+            labels.to_str().unwrap().into(),
+            vol.to_str().unwrap().into(),
+        ];
+        if !budget.is_empty() {
+            v.extend(["--max-memory-mib".into(), budget.into()]);
+        }
+        v
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_msnet-run"))
+        .args(args("16"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(line["shape_dhw"], serde_json::json!(shape));
+    assert!(line["arena_bytes"].as_u64().unwrap() > 0);
+    assert!(line["total_bytes"].as_u64().unwrap() > line["arena_bytes"].as_u64().unwrap());
+    let (got_shape, got) = msnet::io::read_volume_u8(&labels).unwrap();
+    assert_eq!(got_shape, shape);
+    assert!(got.iter().all(|&l| l < 2));
+    let counted: u64 = ["background", "object"]
+        .iter()
+        .map(|c| line["voxels"][c].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, got.len() as u64);
+
+    // A budget too small is refused before anything runs, and says what it needs.
+    let o = Command::new(env!("CARGO_BIN_EXE_msnet-run"))
+        .args(args("0.01"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("over the budget"), "{}", text(&o));
+    // A 2D model is not a volume model.
+    let o = msnet_run(&[
+        "segment-volume",
+        "--model",
+        &shipped(),
+        "--out",
+        labels.to_str().unwrap(),
+        vol.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("3D model"), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn verify_passes_on_a_3d_model() {
+    let o = msnet_run(&["verify", "--model", &tiny_3d(), "--threads", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("verified"));
+}
+
+#[cfg(feature = "tract")]
+#[test]
+fn verify_with_tract_cross_checks_the_runtime_with_a_second_engine() {
+    let o = msnet_run(&["verify", "--model", &shipped(), "--tract"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    // Three cases × (runtime vs reference, tract vs reference, runtime vs tract).
+    assert_eq!(out.matches("tract-nnef").count(), 3, "{out}");
+    assert_eq!(out.matches("runtime/tract").count(), 3, "{out}");
+    // A device copy without the NNEF file says what is missing.
+    let dir = scratch("no-nnef");
+    for f in ["config.json", "model.msplan"] {
+        std::fs::copy(Path::new(&shipped()).join(f), dir.join(f)).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("golden")).unwrap();
+    for e in std::fs::read_dir(Path::new(&shipped()).join("golden")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join("golden").join(e.file_name())).unwrap();
+    }
+    let o = msnet_run(&["verify", "--model", dir.to_str().unwrap(), "--tract"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("model.nnef.tgz"), "{}", text(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,6 +5,7 @@ use core::fmt;
 use core::ops::Range;
 
 use crate::kernels::{conv, elementwise, layout, resample, softmax};
+use crate::parallel::{Parallel, Sequential, split};
 use crate::plan::{Op, Plan, PlanError};
 
 /// Why a run could not start.
@@ -18,6 +19,9 @@ pub enum RunError {
     },
     /// The input holds a NaN or infinite value.
     NonFiniteInput { index: usize },
+    /// The output holds a NaN: some value overflowed on the way (finite weights can still be
+    /// large enough for that). Reported rather than returned as probabilities.
+    NonFiniteOutput { index: usize },
     /// The plan failed to decode (only possible if it was not built by [`Plan::parse`]).
     Plan(PlanError),
 }
@@ -33,6 +37,11 @@ impl fmt::Display for RunError {
             Self::NonFiniteInput { index } => {
                 write!(f, "input value {index} is NaN or infinite")
             }
+            Self::NonFiniteOutput { index } => write!(
+                f,
+                "output value {index} is NaN: a value overflowed inside the network (are the \
+                 weights sane?)"
+            ),
             Self::Plan(e) => write!(f, "{e}"),
         }
     }
@@ -78,6 +87,18 @@ pub fn run(
     arena: &mut [f32],
     output: &mut [f32],
 ) -> Result<(), RunError> {
+    run_with(plan, input, arena, output, &Sequential)
+}
+
+/// [`run`], with each large op split across the tasks of `par`. The output is bit-for-bit the
+/// same as [`run`]'s at any width (see [`crate::parallel`]).
+pub fn run_with(
+    plan: &Plan<'_>,
+    input: &[f32],
+    arena: &mut [f32],
+    output: &mut [f32],
+    par: &dyn Parallel,
+) -> Result<(), RunError> {
     let check = |what, expected, found| {
         if expected == found {
             Ok(())
@@ -103,12 +124,39 @@ pub fn run(
     }
     for index in 0..plan.len() {
         let op = plan.op(index).map_err(RunError::Plan)?;
-        execute(plan, &op, input, arena, output);
+        execute(plan, &op, input, arena, output, par);
+    }
+    if let Some(index) = output.iter().position(|v| !v.is_finite()) {
+        return Err(RunError::NonFiniteOutput { index });
     }
     Ok(())
 }
 
-fn execute(plan: &Plan<'_>, op: &Op, input: &[f32], arena: &mut [f32], output: &mut [f32]) {
+/// Smallest share of one op worth a task of its own: below it, handing work to a worker costs
+/// about what the work does. Chosen with `msnet-run bench --threads 2` on the shipped 112×112
+/// model (median ms for MACs/values thresholds): 2^12/2^10 13.4, 2^14/2^11 12.9,
+/// 2^16/2^13 13.1, 2^18/2^15 14.0, 2^20/2^17 17.7.
+const MIN_TASK_MACS: usize = 1 << 14;
+const MIN_TASK_VALUES: usize = 1 << 11;
+
+/// Units per task so that a task holds at least `min` of something a unit has `per_unit` of.
+fn min_units(min: usize, per_unit: usize) -> usize {
+    min.div_ceil(per_unit.max(1))
+}
+
+fn execute(
+    plan: &Plan<'_>,
+    op: &Op,
+    input: &[f32],
+    arena: &mut [f32],
+    output: &mut [f32],
+    par: &dyn Parallel,
+) {
+    // Elementwise ops: one value is one unit.
+    let values = |out: &mut [f32], work: &(dyn Fn(Range<usize>, &mut [f32]) + Sync)| {
+        let len = out.len();
+        split(par, len, 1, MIN_TASK_VALUES, out, work)
+    };
     match op {
         Op::Normalize { out, mean, inv_std } => layout::normalize(
             input,
@@ -127,22 +175,29 @@ fn execute(plan: &Plan<'_>, op: &Op, input: &[f32], arena: &mut [f32], output: &
             out,
         } => {
             let s = Split::new(arena, out.clone());
-            conv::conv(
-                shape,
-                s.read(x),
-                plan.weights(w.clone()),
-                *relu,
-                0..shape.rows(),
+            let (x, w) = (s.read(x), plan.weights(w.clone()));
+            let row_len = shape.output_len() / shape.rows().max(1);
+            let row_macs = row_len * shape.weights_len() / shape.cout.max(1);
+            split(
+                par,
+                shape.rows(),
+                row_len,
+                min_units(MIN_TASK_MACS, row_macs),
                 s.out,
+                |rows, out| conv::conv(shape, x, w, *relu, rows, out),
             );
         }
         Op::AddScaled { a, b, scale, out } => {
             let s = Split::new(arena, out.clone());
-            elementwise::add_scaled(s.read(a), s.read(b), *scale, s.out);
+            let (a, b) = (s.read(a), s.read(b));
+            values(s.out, &|r, o| {
+                elementwise::add_scaled(&a[r.clone()], &b[r], *scale, o)
+            });
         }
         Op::Mul { a, b, out } => {
             let s = Split::new(arena, out.clone());
-            elementwise::mul(s.read(a), s.read(b), s.out);
+            let (a, b) = (s.read(a), s.read(b));
+            values(s.out, &|r, o| elementwise::mul(&a[r.clone()], &b[r], o));
         }
         Op::Affine {
             x,
@@ -151,15 +206,18 @@ fn execute(plan: &Plan<'_>, op: &Op, input: &[f32], arena: &mut [f32], output: &
             out,
         } => {
             let s = Split::new(arena, out.clone());
-            elementwise::affine(s.read(x), *scale, *shift, s.out);
+            let x = s.read(x);
+            values(s.out, &|r, o| elementwise::affine(&x[r], *scale, *shift, o));
         }
         Op::ScaledSquare { x, scale, out } => {
             let s = Split::new(arena, out.clone());
-            elementwise::scaled_square(s.read(x), *scale, s.out);
+            let x = s.read(x);
+            values(s.out, &|r, o| elementwise::scaled_square(&x[r], *scale, o));
         }
         Op::Relu { x, out } => {
             let s = Split::new(arena, out.clone());
-            elementwise::relu(s.read(x), s.out);
+            let x = s.read(x);
+            values(s.out, &|r, o| elementwise::relu(&x[r], o));
         }
         Op::PhaseSoftmax {
             x,
@@ -168,7 +226,16 @@ fn execute(plan: &Plan<'_>, op: &Op, input: &[f32], arena: &mut [f32], output: &
             out,
         } => {
             let s = Split::new(arena, out.clone());
-            softmax::phase_softmax(s.read(x), *channels, *phases, s.out);
+            let (x, c) = (s.read(x), *channels);
+            let pixels = s.out.len() / c;
+            split(
+                par,
+                pixels,
+                c,
+                min_units(MIN_TASK_VALUES, c),
+                s.out,
+                |px, o| softmax::phase_softmax(&x[px.start * c..px.end * c], c, *phases, o),
+            );
         }
         Op::AvgPool {
             x,
@@ -183,13 +250,31 @@ fn execute(plan: &Plan<'_>, op: &Op, input: &[f32], arena: &mut [f32], output: &
             out,
         } => {
             let s = Split::new(arena, out.clone());
-            let dims = plan.header().dims as usize;
+            let x = s.read(x);
+            let grid = resample::Grid {
+                dims: plan.header().dims as usize,
+                size: *size,
+                channels: *channels,
+            };
             let kernel = if matches!(op, Op::AvgPool { .. }) {
                 resample::avg_pool
             } else {
                 resample::prolong
             };
-            kernel(s.read(x), dims, *size, *channels, s.out);
+            let rows = if matches!(op, Op::AvgPool { .. }) {
+                grid.pooled_rows()
+            } else {
+                grid.prolonged_rows()
+            };
+            let row_len = s.out.len() / rows.max(1);
+            split(
+                par,
+                rows,
+                row_len,
+                min_units(MIN_TASK_VALUES, row_len),
+                s.out,
+                |r, o| kernel(x, &grid, r, o),
+            );
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Host helpers (feature `std`): owning a plan's bytes with the alignment [`crate::Plan`]
-//! needs, and running a plan with an arena it allocates once.
+//! needs, and running a plan with an arena and threads it sets up once.
 
 use std::vec;
 use std::vec::Vec;
 
-use crate::{Plan, PlanError, RunError, run};
+use crate::pool::ThreadPool;
+use crate::{Plan, PlanError, RunError, run_with};
 
 /// Plan bytes in a `u32` buffer, so they are 4-byte aligned whatever their source.
 #[derive(Clone, Debug)]
@@ -42,19 +43,39 @@ impl PlanBuffer {
     }
 }
 
-/// A parsed plan with its arena: allocate once, then run any number of frames without
-/// allocating.
+/// A parsed plan with its arena and threads: allocate once, then run any number of frames
+/// without allocating.
 pub struct Session<'a> {
     plan: Plan<'a>,
     arena: Vec<f32>,
+    pool: ThreadPool,
 }
 
 impl<'a> Session<'a> {
+    /// A one-thread session.
     pub fn new(plan: Plan<'a>) -> Self {
+        Self::from_parts(
+            plan,
+            ThreadPool::new(1).expect("one thread spawns no worker"),
+        )
+    }
+
+    /// A session that splits each large op across `threads` threads (the caller's included).
+    pub fn with_threads(plan: Plan<'a>, threads: usize) -> std::io::Result<Self> {
+        Ok(Self::from_parts(plan, ThreadPool::new(threads)?))
+    }
+
+    fn from_parts(plan: Plan<'a>, pool: ThreadPool) -> Self {
         Self {
             arena: vec![0.0; plan.arena_len()],
             plan,
+            pool,
         }
+    }
+
+    /// Threads a frame runs on.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
     }
 
     pub fn plan(&self) -> &Plan<'a> {
@@ -63,7 +84,7 @@ impl<'a> Session<'a> {
 
     /// Runs one frame (see [`crate::run`]).
     pub fn run(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), RunError> {
-        run(&self.plan, input, &mut self.arena, output)
+        run_with(&self.plan, input, &mut self.arena, output, &self.pool)
     }
 }
 

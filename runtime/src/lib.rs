@@ -18,12 +18,18 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "std")]
+pub mod alloc_count;
 pub mod engine;
 pub mod format;
 #[cfg(feature = "std")]
 pub mod host;
 pub mod kernels;
+pub mod parallel;
 pub mod plan;
+#[cfg(feature = "std")]
+pub mod pool;
 
-pub use engine::{RunError, run};
+pub use engine::{RunError, run, run_with};
+pub use parallel::{Parallel, Sequential};
 pub use plan::{Op, Plan, PlanError};

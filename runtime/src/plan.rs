@@ -121,6 +121,41 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The arena ranges this op reads.
+    pub fn inputs(&self) -> [Option<&Range<usize>>; 2] {
+        match self {
+            Self::Normalize { .. } => [None, None],
+            Self::AddScaled { a, b, .. } | Self::Mul { a, b, .. } => [Some(a), Some(b)],
+            Self::Conv { x, .. }
+            | Self::Affine { x, .. }
+            | Self::ScaledSquare { x, .. }
+            | Self::Relu { x, .. }
+            | Self::PhaseSoftmax { x, .. }
+            | Self::AvgPool { x, .. }
+            | Self::Prolong { x, .. }
+            | Self::ClassSoftmax { x, .. } => [Some(x), None],
+        }
+    }
+
+    /// The arena range this op writes (the class softmax writes the caller's output instead).
+    pub fn output(&self) -> Option<&Range<usize>> {
+        match self {
+            Self::ClassSoftmax { .. } => None,
+            Self::Normalize { out, .. }
+            | Self::Conv { out, .. }
+            | Self::AddScaled { out, .. }
+            | Self::Mul { out, .. }
+            | Self::Affine { out, .. }
+            | Self::ScaledSquare { out, .. }
+            | Self::Relu { out, .. }
+            | Self::PhaseSoftmax { out, .. }
+            | Self::AvgPool { out, .. }
+            | Self::Prolong { out, .. } => Some(out),
+        }
+    }
+}
+
 /// A validated plan borrowing its bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan<'a> {
@@ -222,8 +257,35 @@ impl<'a> Plan<'a> {
                     reason: "the first op must be Normalize and the last ClassSoftmax, once each",
                 });
             }
+            plan.check_reads(index, &op)?;
         }
         Ok(plan)
+    }
+
+    /// Every range op `index` reads must have been written, whole, by the latest earlier op
+    /// that wrote any part of it: otherwise it would read stale arena contents (or, where a
+    /// later op overwrote part of it, a mix), a silently wrong answer rather than a crash.
+    /// Quadratic in the op count, with no allocation; a few hundred ops take well under a
+    /// millisecond, once per load.
+    fn check_reads(&self, index: usize, op: &Op) -> Result<(), PlanError> {
+        for read in op.inputs().into_iter().flatten() {
+            let mut writer = None;
+            for earlier in (0..index).rev() {
+                let e = self.op(earlier)?;
+                if let Some(out) = e.output().filter(|out| overlaps(out, read)) {
+                    writer = Some(out.start <= read.start && read.end <= out.end);
+                    break;
+                }
+            }
+            if writer != Some(true) {
+                return Err(PlanError::Op {
+                    index,
+                    reason: "reads arena values that no earlier op wrote (or that were since \
+                             overwritten)",
+                });
+            }
+        }
+        Ok(())
     }
 
     pub fn header(&self) -> &Header {

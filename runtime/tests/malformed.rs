@@ -65,14 +65,17 @@ fn ops_pointing_outside_the_arena_or_weights_are_rejected() {
     let plan = plan_buffer.plan().unwrap();
     let arena = plan.arena_len() as u32;
     let weights = plan.header().weights_len;
-    let cases: [(usize, u32, &str); 7] = [
+    let first_read = plan.op(1).unwrap().inputs()[0].unwrap().start as u32;
+    let cases: [(usize, u32, &str); 8] = [
         (op_word(1, 4), arena, "outside the arena"), // output offset
         (op_word(1, 2), arena - 1, "outside the arena"), // input offset
         (op_word(1, 11), weights, "weights outside"), // weight offset of a conv
         (op_word(1, 0), 77, "unknown opcode"),
         (op_word(1, 10), 3, "stride"),
-        (op_word(3, 5), 1 << 30, "outside the arena"), // channels: a huge tensor
-        (op_word(1, 0), 1, "first op"),                // a second Normalize
+        (op_word(3, 5), 1000, "outside the arena"), // channels: a tensor past the arena
+        (op_word(1, 0), 1, "first op"),             // a second Normalize
+        // Inside the arena, but 16 values past what op 0 wrote: stale memory.
+        (op_word(1, 2), first_read + 16, "no earlier op wrote"),
     ];
     for (word, value, expected) in cases {
         let mut bytes = good.clone();
@@ -161,4 +164,24 @@ fn wrong_buffers_and_nan_input_are_errors() {
     input[7] = 0.5;
     let e = msnet_runtime::run(&plan, &input, &mut small, &mut output).unwrap_err();
     assert!(e.to_string().contains("the arena"), "{e}");
+}
+
+#[test]
+fn overflow_inside_the_network_is_an_error_not_probabilities() {
+    // Found by the plan_parse fuzzer: the tiny seed model with part of its weights replaced
+    // by zeros and denormals. The plan is valid; its arithmetic makes NaN on the way.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/overflow-to-nan.msplan"
+    );
+    let buffer = PlanBuffer::from_bytes(&std::fs::read(path).unwrap());
+    let plan = buffer.plan().unwrap();
+    let mut session = Session::new(plan);
+    let mut output = vec![0.0; plan.output_len()];
+    let input: Vec<f32> = (0..plan.input_len())
+        .map(|i| (i % 7) as f32 / 7.0)
+        .collect();
+    let e = session.run(&input, &mut output).unwrap_err();
+    assert!(matches!(e, RunError::NonFiniteOutput { .. }), "{e}");
+    assert!(e.to_string().contains("overflowed"), "{e}");
 }

@@ -11,10 +11,10 @@
 //! The image header is checked against [`MAX_IMAGE_SIDE`] and [`MAX_IMAGE_PIXELS`] before any
 //! pixel is decoded, so a hostile header cannot make a decoder allocate gigabytes.
 
-use std::io::Cursor;
+use std::io::{BufRead, Cursor, Seek};
 use std::path::Path;
 
-use ::image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+use ::image::{DynamicImage, ImageDecoder, ImageEncoder, ImageReader, Limits};
 
 use super::{IoError, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, unreadable, write_atomic};
 
@@ -23,7 +23,20 @@ use super::{IoError, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, unreadable, write_atomic}
 /// Returns `(channels, [h, w], pixels)` with `pixels` planar `[C, H, W]` in `[0, 1]`
 /// (see the module docs for the conversion rules).
 pub fn read_image(path: &Path) -> Result<(usize, [usize; 2], Vec<f32>), IoError> {
-    let img = decode(path)?;
+    planar_image(path, decode(path)?)
+}
+
+/// [`read_image`] on an image already in memory (from a socket, a camera buffer); `name` only
+/// labels errors.
+pub fn decode_image(name: &Path, bytes: &[u8]) -> Result<(usize, [usize; 2], Vec<f32>), IoError> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| unreadable(name, e))?;
+    planar_image(name, decode_from(name, reader)?)
+}
+
+/// The decoded image as `(channels, [h, w], planar pixels)` (see the module docs).
+fn planar_image(path: &Path, img: DynamicImage) -> Result<(usize, [usize; 2], Vec<f32>), IoError> {
     let hw = [img.height() as usize, img.width() as usize];
     let planar = match &img {
         DynamicImage::ImageLuma8(b) => planar(b.as_raw(), 1, 1, hw, u8_unit),
@@ -144,13 +157,42 @@ pub fn resize_nearest(labels: &[u8], from_hw: [usize; 2], to_hw: [usize; 2]) -> 
 
 /// Writes an 8-bit gray PNG atomically (temporary file + rename).
 pub fn write_gray_png(path: &Path, hw: [usize; 2], pixels: &[u8]) -> Result<(), IoError> {
+    write_png(path, 1, hw, pixels)
+}
+
+/// Writes planar `[C, H, W]` values in `[0, 1]` (C = 1 or 3) as an 8-bit gray or RGB PNG,
+/// atomically: the inverse of [`read_image`] up to 8-bit rounding.
+pub fn write_image_png(
+    path: &Path,
+    channels: usize,
+    hw: [usize; 2],
+    planar: &[f32],
+) -> Result<(), IoError> {
+    let pixels = hw[0] * hw[1];
+    if planar.len() != channels * pixels {
+        return Err(IoError::BadBuffer {
+            path: path.to_path_buf(),
+            reason: format!("{} values for {channels}×{}×{}", planar.len(), hw[0], hw[1]),
+        });
+    }
+    let interleaved: Vec<u8> = (0..pixels * channels)
+        .map(|i| {
+            let (p, c) = (i / channels, i % channels);
+            (planar[c * pixels + p].clamp(0.0, 1.0) * 255.0).round() as u8
+        })
+        .collect();
+    write_png(path, channels, hw, &interleaved)
+}
+
+/// Writes interleaved 8-bit gray (`channels` 1) or RGB (3) pixels as a PNG, atomically.
+fn write_png(path: &Path, channels: usize, hw: [usize; 2], pixels: &[u8]) -> Result<(), IoError> {
     let bad = |reason: String| IoError::BadBuffer {
         path: path.to_path_buf(),
         reason,
     };
-    if pixels.len() != hw[0] * hw[1] {
+    if pixels.len() != hw[0] * hw[1] * channels {
         return Err(bad(format!(
-            "{} pixels given for a {}×{} image",
+            "{} values given for a {}×{} image of {channels} channel(s)",
             pixels.len(),
             hw[0],
             hw[1]
@@ -159,10 +201,14 @@ pub fn write_gray_png(path: &Path, hw: [usize; 2], pixels: &[u8]) -> Result<(), 
     let (Ok(h), Ok(w)) = (u32::try_from(hw[0]), u32::try_from(hw[1])) else {
         return Err(bad(format!("size {hw:?} does not fit a PNG")));
     };
-    let img = ::image::GrayImage::from_raw(w, h, pixels.to_vec())
-        .ok_or_else(|| bad(format!("buffer does not match {hw:?}")))?;
+    let color = match channels {
+        1 => ::image::ExtendedColorType::L8,
+        3 => ::image::ExtendedColorType::Rgb8,
+        c => return Err(bad(format!("{c} channels (PNGs here are gray or RGB)"))),
+    };
     let mut bytes = Cursor::new(Vec::new());
-    img.write_to(&mut bytes, ::image::ImageFormat::Png)
+    ::image::codecs::png::PngEncoder::new(&mut bytes)
+        .write_image(pixels, w, h, color)
         .map_err(|e| IoError::Write {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -170,13 +216,21 @@ pub fn write_gray_png(path: &Path, hw: [usize; 2], pixels: &[u8]) -> Result<(), 
     write_atomic(path, bytes.get_ref())
 }
 
-/// Opens and decodes an image, checking its announced size against the limits first.
+/// Opens and decodes an image file.
 fn decode(path: &Path) -> Result<DynamicImage, IoError> {
-    let mut reader = ImageReader::open(path)
+    let reader = ImageReader::open(path)
         .map_err(|e| unreadable(path, e))?
         // Trust the content over the extension: a PNG saved as `.bmp` still reads.
         .with_guessed_format()
         .map_err(|e| unreadable(path, e))?;
+    decode_from(path, reader)
+}
+
+/// Decodes an image, checking its announced size against the limits before any pixel.
+fn decode_from<R: BufRead + Seek>(
+    path: &Path,
+    mut reader: ImageReader<R>,
+) -> Result<DynamicImage, IoError> {
     let mut limits = Limits::default();
     // Room for the largest accepted image at 4 channels × 16 bit; our own size check below
     // rejects anything bigger with a clearer message than the decoder's.
@@ -345,6 +399,12 @@ mod tests {
         let e = read_image(&p).unwrap_err();
         assert!(matches!(e, IoError::Unreadable { .. }), "{e:?}");
         assert!(e.to_string().contains("cut.png"), "{e}");
+        // The in-memory decoder agrees with the file decoder, on whole and cut bytes.
+        let name = Path::new("frame-7");
+        let whole = decode_image(name, &bytes).unwrap();
+        assert_eq!((whole.0, whole.1), (3, [64, 64]));
+        let e = decode_image(name, &bytes[..bytes.len() / 2]).unwrap_err();
+        assert!(e.to_string().contains("frame-7"), "{e}");
         let e = read_mask(&dir.join("missing.png")).unwrap_err();
         assert!(e.to_string().contains("missing.png"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
@@ -409,6 +469,24 @@ mod tests {
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
         let e = write_gray_png(&p, [3, 3], &[0; 12]).unwrap_err();
         assert!(matches!(e, IoError::BadBuffer { .. }), "{e:?}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rgb_png_write_roundtrips_to_8_bits() {
+        let dir = test_dir("img-write-rgb");
+        let p = dir.join("rgb.png");
+        let planar: Vec<f32> = (0..3 * 2 * 5).map(|v| v as f32 / 29.0).collect();
+        write_image_png(&p, 3, [2, 5], &planar).unwrap();
+        let (c, hw, back) = read_image(&p).unwrap();
+        assert_eq!((c, hw), (3, [2, 5]));
+        assert!(
+            back.iter()
+                .zip(&planar)
+                .all(|(a, b)| (a - b).abs() <= 0.5 / 255.0 + 1e-6)
+        );
+        let e = write_image_png(&p, 2, [1, 1], &[0.0, 0.0]).unwrap_err();
+        assert!(e.to_string().contains("2 channels"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

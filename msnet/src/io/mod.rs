@@ -13,7 +13,10 @@ pub mod image;
 pub mod nifti;
 pub mod npy;
 
-pub use self::image::{read_image, read_mask, resize_bilinear, resize_nearest, write_gray_png};
+pub use self::image::{
+    decode_image, read_image, read_mask, resize_bilinear, resize_nearest, write_gray_png,
+    write_image_png,
+};
 pub use self::nifti::{read_volume_f32, read_volume_u8, write_volume_f32, write_volume_u8};
 
 use std::path::{Path, PathBuf};

@@ -153,6 +153,21 @@ pub fn conv_reference(
     }
 }
 
+/// The name of the path [`conv`] takes on this CPU: `avx2+fma`, `neon`, or `portable` (SSE2
+/// on x86_64, whatever LLVM makes of it elsewhere). Reported by `msnet-run` so a device log
+/// shows which kernel produced its numbers.
+pub fn path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if avx::available() {
+        return "avx2+fma";
+    }
+    if cfg!(target_arch = "aarch64") {
+        "neon"
+    } else {
+        "portable"
+    }
+}
+
 /// The fastest path available on this CPU (same contract as [`conv_reference`]).
 ///
 /// On x86_64 that is the AVX2+FMA path, picked at run time with the `std` feature and at

@@ -2,36 +2,73 @@
 //! average pooling (restriction of `v`, which keeps it on the simplex) and ×2 linear
 //! prolongation (half-pixel centres, edge-clamped). In 2D, D = 1 and depth is left alone.
 
-/// The resampling factor of the depth axis: 2 in 3D, 1 (untouched) in 2D.
-fn depth_factor(dims: usize) -> usize {
-    if dims == 3 { 2 } else { 1 }
+use core::ops::Range;
+
+/// A channels-last tensor `[D][H][W][C]` on one V-cycle level (D = 1 in 2D).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grid {
+    /// 2 or 3 spatial axes.
+    pub dims: usize,
+    /// `[D, H, W]`.
+    pub size: [usize; 3],
+    pub channels: usize,
 }
 
-/// 2×2(×2) average pooling of `x` (`size = [D, H, W]`, `channels`) into `out`
-/// (`[D/2 or 1][H/2][W/2][C]`).
-pub fn avg_pool(x: &[f32], dims: usize, size: [usize; 3], channels: usize, out: &mut [f32]) {
-    let [d, h, w] = size;
-    let fd = depth_factor(dims);
-    let (od, oh, ow) = (d / fd, h / 2, w / 2);
+impl Grid {
+    /// The resampling factor of the depth axis: 2 in 3D, 1 (untouched) in 2D.
+    fn depth_factor(&self) -> usize {
+        if self.dims == 3 { 2 } else { 1 }
+    }
+
+    /// Output `[D, H, W]` of [`avg_pool`].
+    fn pooled(&self) -> [usize; 3] {
+        let [d, h, w] = self.size;
+        [d / self.depth_factor(), h / 2, w / 2]
+    }
+
+    /// Output `[D, H, W]` of [`prolong`].
+    fn prolonged(&self) -> [usize; 3] {
+        let [d, h, w] = self.size;
+        [d * self.depth_factor(), h * 2, w * 2]
+    }
+
+    /// Output rows (`z * H + y`) of [`avg_pool`]: the unit of work splitting.
+    pub fn pooled_rows(&self) -> usize {
+        let [d, h, _] = self.pooled();
+        d * h
+    }
+
+    /// Output rows of [`prolong`].
+    pub fn prolonged_rows(&self) -> usize {
+        let [d, h, _] = self.prolonged();
+        d * h
+    }
+}
+
+/// 2×2(×2) average pooling of `x` (`grid`) into output rows `rows` (row = `z * H/2 + y` of
+/// the `[D/2 or 1][H/2][W/2][C]` result); `out` holds exactly those rows.
+pub fn avg_pool(x: &[f32], grid: &Grid, rows: Range<usize>, out: &mut [f32]) {
+    let [_, h, w] = grid.size;
+    let fd = grid.depth_factor();
+    let [_, oh, ow] = grid.pooled();
     let weight = 1.0 / (fd * 4) as f32;
-    let c = channels;
-    for z in 0..od {
-        for y in 0..oh {
-            for xo in 0..ow {
-                let o = ((z * oh + y) * ow + xo) * c;
-                let dst = &mut out[o..o + c];
-                dst.fill(0.0);
-                for dz in 0..fd {
-                    for dy in 0..2 {
-                        let row = ((z * fd + dz) * h + y * 2 + dy) * w;
-                        let i = (row + xo * 2) * c;
-                        for (k, v) in dst.iter_mut().enumerate() {
-                            *v += x[i + k] + x[i + c + k];
-                        }
+    let c = grid.channels;
+    for (i, row) in rows.enumerate() {
+        let (z, y) = (row / oh, row % oh);
+        for xo in 0..ow {
+            let o = (i * ow + xo) * c;
+            let dst = &mut out[o..o + c];
+            dst.fill(0.0);
+            for dz in 0..fd {
+                for dy in 0..2 {
+                    let src_row = ((z * fd + dz) * h + y * 2 + dy) * w;
+                    let s = (src_row + xo * 2) * c;
+                    for (k, v) in dst.iter_mut().enumerate() {
+                        *v += x[s + k] + x[s + c + k];
                     }
                 }
-                dst.iter_mut().for_each(|v| *v *= weight);
             }
+            dst.iter_mut().for_each(|v| *v *= weight);
         }
     }
 }
@@ -49,37 +86,36 @@ fn taps(o: usize, n: usize) -> [(usize, f32); 2] {
     [(i, 0.75), (neighbour, 0.25)]
 }
 
-/// ×2 linear prolongation of `x` (`size = [D, H, W]`, `channels`) into `out`
-/// (`[2D or D][2H][2W][C]`): `out[2i] = ¾x[i] + ¼x[i−1]`, `out[2i+1] = ¾x[i] + ¼x[i+1]` on
-/// each resampled axis, indices clamped to the edge.
-pub fn prolong(x: &[f32], dims: usize, size: [usize; 3], channels: usize, out: &mut [f32]) {
-    let [d, h, w] = size;
-    let fd = depth_factor(dims);
-    let (od, oh, ow) = (d * fd, h * 2, w * 2);
-    let c = channels;
+/// ×2 linear prolongation of `x` (`grid`) into output rows `rows` (row = `z * 2H + y` of the
+/// `[2D or D][2H][2W][C]` result); `out` holds exactly those rows. `out[2i] = ¾x[i] + ¼x[i−1]`,
+/// `out[2i+1] = ¾x[i] + ¼x[i+1]` on each resampled axis, indices clamped to the edge.
+pub fn prolong(x: &[f32], grid: &Grid, rows: Range<usize>, out: &mut [f32]) {
+    let [d, h, w] = grid.size;
+    let [_, oh, ow] = grid.prolonged();
+    let c = grid.channels;
+    let resample_depth = grid.depth_factor() == 2;
     // In 2D the depth "axis" is one plane copied with weight 1.
-    let depth_taps = if fd == 2 { 2 } else { 1 };
-    for z in 0..od {
-        let tz = if fd == 2 {
+    let depth_taps = if resample_depth { 2 } else { 1 };
+    for (i, row) in rows.enumerate() {
+        let (z, y) = (row / oh, row % oh);
+        let tz = if resample_depth {
             taps(z, d)
         } else {
             [(z, 1.0), (z, 0.0)]
         };
-        for y in 0..oh {
-            let ty = taps(y, h);
-            for xo in 0..ow {
-                let tx = taps(xo, w);
-                let o = ((z * oh + y) * ow + xo) * c;
-                let dst = &mut out[o..o + c];
-                dst.fill(0.0);
-                for &(iz, wz) in &tz[..depth_taps] {
-                    for &(iy, wy) in &ty {
-                        for &(ix, wx) in &tx {
-                            let wgt = wz * wy * wx;
-                            let i = ((iz * h + iy) * w + ix) * c;
-                            for (k, v) in dst.iter_mut().enumerate() {
-                                *v += wgt * x[i + k];
-                            }
+        let ty = taps(y, h);
+        for xo in 0..ow {
+            let tx = taps(xo, w);
+            let o = (i * ow + xo) * c;
+            let dst = &mut out[o..o + c];
+            dst.fill(0.0);
+            for &(iz, wz) in &tz[..depth_taps] {
+                for &(iy, wy) in &ty {
+                    for &(ix, wx) in &tx {
+                        let wgt = wz * wy * wx;
+                        let s = ((iz * h + iy) * w + ix) * c;
+                        for (k, v) in dst.iter_mut().enumerate() {
+                            *v += wgt * x[s + k];
                         }
                     }
                 }
@@ -103,7 +139,12 @@ mod tests {
             })
             .collect();
         let mut out = [0.0; 4];
-        avg_pool(&x, 2, [1, 2, 4], 2, &mut out);
+        let grid = Grid {
+            dims: 2,
+            size: [1, 2, 4],
+            channels: 2,
+        };
+        avg_pool(&x, &grid, 0..grid.pooled_rows(), &mut out);
         assert_eq!(out, [5.5, 105.5, 7.5, 107.5]);
     }
 
@@ -112,7 +153,12 @@ mod tests {
         // A 1×1×3 row, one channel.
         let x = [1.0, 2.0, 4.0];
         let mut out = [0.0; 2 * 6];
-        prolong(&x, 2, [1, 1, 3], 1, &mut out);
+        let grid = Grid {
+            dims: 2,
+            size: [1, 1, 3],
+            channels: 1,
+        };
+        prolong(&x, &grid, 0..grid.prolonged_rows(), &mut out);
         // Rows are identical (height 1 → 2, both clamped to row 0).
         let want = [1.0, 1.25, 1.75, 2.5, 3.5, 4.0];
         assert_eq!(&out[..6], &want);
@@ -120,7 +166,12 @@ mod tests {
 
         let ones = [1.0f32; 2 * 2 * 3 * 2];
         let mut out = [0.0; 4 * 4 * 6 * 2];
-        prolong(&ones, 3, [2, 2, 3], 2, &mut out);
+        let grid = Grid {
+            dims: 3,
+            size: [2, 2, 3],
+            channels: 2,
+        };
+        prolong(&ones, &grid, 0..grid.prolonged_rows(), &mut out);
         assert!(out.iter().all(|&v| (v - 1.0).abs() < 1e-6));
     }
 }

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Cross-built tests for ARM boards, run under QEMU user mode on this x86_64 machine:
+#   - msnet-runtime's tests (kernels against their scalar twins, plan validation, zero
+#     allocations, thread splitting) built for the target;
+#   - `msnet-run verify` on every shipped model, at 1 and 2 threads;
+#   - `msnet-run info`, which names the conv kernel that ran (neon on aarch64).
+# And, with the target `thumbv7em`, a no_std build for Cortex-M of the runtime core and of the
+# fundus-camera device loop.
+#
+#   scripts/cross-test.sh [aarch64] [armv7] [thumbv7em]     default: all three
+#
+# Installs what it needs (Debian's rustc-web with ARM standard libraries, cross gcc, QEMU);
+# see ../shared/ARM.md for why it is done this way. Timings under QEMU mean nothing for a real
+# board, so none are printed.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+cd "$root"
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(aarch64 armv7 thumbv7em)
+
+install() {
+    if command -v qemu-aarch64-static >/dev/null && command -v arm-linux-gnueabihf-gcc >/dev/null \
+        && command -v aarch64-linux-gnu-gcc >/dev/null && [ -d /usr/lib/rustlib/src/rust ] \
+        && [ -d /usr/lib/rustlib/aarch64-unknown-linux-gnu ]; then
+        return
+    fi
+    echo "== installing the ARM toolchain (Debian rustc-web, cross gcc, QEMU)" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    # Not armhf: its package index fails to download on these machines.
+    $sudo dpkg --add-architecture arm64
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends rustc-web cargo-web rust-web-src \
+        libstd-rust-web-dev libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu \
+        libc6-dev-arm64-cross qemu-user-static gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+}
+install
+
+# Debian's compiler has the ARM standard libraries; rustup's stays the host's. Its builds get
+# their own target directory, so the two compilers never invalidate each other's artifacts.
+export RUSTC=/usr/bin/rustc
+export CARGO_TARGET_DIR="${MSNET_CROSS_TARGET_DIR:-$HOME/.cache/msnet-edge/target-cross}"
+models=()
+for m in models/*/; do
+    [ -f "$m/model.msplan" ] && models+=("${m%/}")
+done
+
+# Runs the crate tests and msnet-run for one Linux target. `$@`: extra cargo flags.
+linux_target() {
+    local triple="$1" runner="$2"
+    shift 2
+    echo "== $triple: msnet-runtime tests" >&2
+    # One `cargo test` builds the runtime's tests and the msnet-run binary: with build-std,
+    # `cargo build` and `cargo test` would not share their dependencies.
+    cargo test --release --locked --target "$triple" "$@" -p msnet-runtime -p msnet-run --no-run
+    cargo test --release --locked --target "$triple" "$@" -p msnet-runtime
+    local bin="$CARGO_TARGET_DIR/$triple/release/msnet-run"
+    echo "== $triple: msnet-run ($(stat -c %s "$bin") bytes unstripped)" >&2
+    for m in "${models[@]}"; do
+        $runner "$bin" info --model "$m" | tail -1
+        for threads in 1 2; do
+            $runner "$bin" verify --model "$m" --threads "$threads"
+        done
+    done
+}
+
+for t in "${targets[@]}"; do
+    case "$t" in
+        aarch64)
+            # cortex-a72 is a Raspberry Pi 4's core; QEMU's default has SVE, which no Pi has.
+            # Never give qemu-aarch64 `-L /usr/aarch64-linux-gnu`: threads then hang forever.
+            linux_target aarch64-unknown-linux-gnu "qemu-aarch64-static -cpu ${QEMU_CPU:-cortex-a72}"
+            ;;
+        armv7)
+            # 32-bit Raspberry Pi OS. Debian has no prebuilt std for it: build-std.
+            RUSTC_BOOTSTRAP=1 linux_target armv7-unknown-linux-gnueabihf \
+                "qemu-arm-static -L /usr/arm-linux-gnueabihf" -Z build-std=std,panic_abort
+            ;;
+        thumbv7em)
+            echo "== thumbv7em-none-eabihf: msnet-runtime and the fundus-camera loop (no_std, no alloc)" >&2
+            RUSTC_BOOTSTRAP=1 cargo build --release --locked --target thumbv7em-none-eabihf \
+                -Z build-std=core -p msnet-runtime -p msnet-fundus-camera
+            ;;
+        *)
+            echo "unknown target '$t' (choose aarch64, armv7, thumbv7em)" >&2
+            exit 2
+            ;;
+    esac
+done
+echo "cross-test: ${targets[*]}: passed" >&2
