@@ -53,8 +53,9 @@ linux_target() {
     echo "== $triple: msnet-runtime tests" >&2
     # One `cargo test` builds the runtime's tests and the msnet-run binary: with build-std,
     # `cargo build` and `cargo test` would not share their dependencies.
+    # `--lib --tests`: doctests would need a rustdoc for the target (they run on the host).
     cargo test --release --locked --target "$triple" "$@" -p msnet-runtime -p msnet-run --no-run
-    cargo test --release --locked --target "$triple" "$@" -p msnet-runtime
+    cargo test --release --locked --target "$triple" "$@" -p msnet-runtime --lib --tests
     local bin="$CARGO_TARGET_DIR/$triple/release/msnet-run"
     echo "== $triple: msnet-run ($(stat -c %s "$bin") bytes unstripped)" >&2
     for m in "${models[@]}"; do
