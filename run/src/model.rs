@@ -57,10 +57,11 @@ impl Model {
             .with_context(|| format!("{}", self.dir.join(PLAN_FILE).display()))
     }
 
-    /// A session on `threads` threads, its arena allocated and its workers started.
-    pub fn session(&self, threads: &Threads) -> Result<Session<'_>> {
+    /// A session for `plan` (from [`Model::plan`]) on `threads` threads, its arena allocated
+    /// and its workers started.
+    pub fn session<'p>(plan: Plan<'p>, threads: &Threads) -> Result<Session<'p>> {
         let n = threads.count();
-        Session::with_threads(self.plan()?, n).with_context(|| format!("cannot start {n} threads"))
+        Session::with_threads(plan, n).with_context(|| format!("cannot start {n} threads"))
     }
 }
 

@@ -77,7 +77,7 @@ impl<'m> Segmenter<'m> {
         }
         let [_, h, w] = plan.size();
         Ok(Self {
-            session: model.session(threads)?,
+            session: Model::session(plan, threads)?,
             probs: vec![0.0; plan.output_len()],
             size: [h, w],
             cup: model.config.class_names.iter().position(|n| n == "cup"),
@@ -215,7 +215,7 @@ pub fn run(a: &SegmentArgs) -> Result<ExitCode> {
 
 /// Per-pixel class of channels-first probabilities `[classes][pixels]` (ties to the lower
 /// class).
-fn argmax(probs: &[f32], classes: usize) -> Vec<u8> {
+pub fn argmax(probs: &[f32], classes: usize) -> Vec<u8> {
     msnet::golden::argmax(probs, classes)
         .into_iter()
         .map(|c| c as u8)

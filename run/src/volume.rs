@@ -16,6 +16,7 @@ use clap::Args;
 use msnet::io::{read_volume_f32, resize_bilinear, resize_nearest, write_volume_u8};
 
 use crate::model::{Model, Threads};
+use crate::segment::argmax;
 
 #[derive(Args)]
 pub struct VolumeArgs {
@@ -110,17 +111,13 @@ pub fn run(a: &VolumeArgs) -> Result<ExitCode> {
     let input = resample_linear(&voxels, shape, size);
     drop(voxels);
 
-    let mut session = model.session(&a.threads)?;
+    let mut session = Model::session(plan, &a.threads)?;
     let mut probs = vec![0.0; plan.output_len()];
     let t = Instant::now();
     session.run(&input, &mut probs)?;
     let runtime_ms = t.elapsed().as_secs_f64() * 1e3;
     let classes = model.config.classes;
-    let labels: Vec<u8> = msnet::golden::argmax(&probs, classes)
-        .into_iter()
-        .map(|c| c as u8)
-        .collect();
-    let labels = resample_nearest(&labels, size, shape);
+    let labels = resample_nearest(&argmax(&probs, classes), size, shape);
     write_volume_u8(&a.out, shape, &labels)
         .with_context(|| format!("cannot write {}", a.out.display()))?;
 

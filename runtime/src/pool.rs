@@ -31,7 +31,6 @@ struct Job {
 unsafe impl Send for Job {}
 
 struct State {
-    generation: u64,
     job: Option<Job>,
     shutdown: bool,
 }
@@ -39,7 +38,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
-    /// `state.generation`, readable without the lock by spinning workers.
+    /// Bumped for every job. Written only under the lock (so a worker that checks it under
+    /// the lock before sleeping cannot miss a wake-up), read without it by spinning workers.
     generation: AtomicU64,
     /// The next task number to claim.
     next: AtomicUsize,
@@ -89,7 +89,6 @@ impl ThreadPool {
     pub fn new(threads: usize) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                generation: 0,
                 job: None,
                 shutdown: false,
             }),
@@ -149,8 +148,8 @@ impl Parallel for ThreadPool {
                 task: erased,
                 tasks,
             });
-            state.generation += 1;
-            shared.generation.store(state.generation, Ordering::Release);
+            let generation = shared.generation.load(Ordering::Relaxed) + 1;
+            shared.generation.store(generation, Ordering::Release);
         }
         shared.wake.notify_all();
         // The caller works too; even if one of its tasks panics, it must not unwind before
@@ -203,13 +202,13 @@ fn worker(shared: &Shared) {
         }
         let job = {
             let mut state = shared.lock();
-            while state.generation == seen && !state.shutdown {
+            while shared.generation.load(Ordering::Acquire) == seen && !state.shutdown {
                 state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
             }
             if state.shutdown {
                 return;
             }
-            seen = state.generation;
+            seen = shared.generation.load(Ordering::Acquire);
             match state.job {
                 Some(job) => {
                     shared.active.fetch_add(1, Ordering::Relaxed);
