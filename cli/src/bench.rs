@@ -85,6 +85,7 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
             resume: false,
             record,
             device: device::device(),
+            validation: None,
         },
         &mut |_| stamps.push(started.elapsed().as_secs_f64()),
         &AtomicBool::new(false),

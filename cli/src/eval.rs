@@ -1,6 +1,6 @@
 //! `msnet eval`: the paper's metrics on a trained model's held-out test split.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -60,17 +60,93 @@ pub fn run(a: &EvalArgs) -> Result<ExitCode> {
     let opts = setup::load_options(&data, kind, 0, training.seed, Some(training.test.clone()))?;
     let ds = msnet::data::load(&opts)?;
     let predictor = Predictor::new(&model, device::device());
-    let classes = config.classes;
+    let evaluation = evaluate(
+        &ds.test,
+        &TestSetup {
+            kind,
+            root: &opts.root,
+            class_names: &config.class_names,
+            batch_size: a.batch_size,
+            overlays: a.overlays.as_deref(),
+        },
+        &|batch| predictor.labels(batch),
+    )?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report_json(&a.model, kind, &evaluation))?
+        );
+    } else {
+        print_table(&evaluation);
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
-    let mut images = Vec::with_capacity(ds.test.len());
+/// What test-set scoring needs besides the predictor.
+pub struct TestSetup<'a> {
+    pub kind: DatasetKind,
+    /// The dataset's folder (Drishti-GS1's `roi_index.csv` holds the experts' vCDR).
+    pub root: &'a Path,
+    pub class_names: &'a [String],
+    pub batch_size: usize,
+    /// Write contour overlays here.
+    pub overlays: Option<&'a Path>,
+}
+
+/// The paper's metrics on a test set, plus the disc (rim ∪ cup) and the vertical cup-to-disc
+/// ratio for Drishti-GS1.
+pub struct Evaluation {
+    pub summary: Summary,
+    pub disc: Option<ClassMetrics>,
+    pub vcdr: Option<VcdrReport>,
+}
+
+/// Predicted vCDR against the experts' mean, per image.
+pub struct VcdrReport {
+    /// (image, predicted vCDR, experts' mean vCDR); images with no predicted disc are left out.
+    pub per_image: Vec<(String, f64, f64)>,
+    /// Images where the prediction holds no disc, so no ratio can be read.
+    pub no_disc: Vec<String>,
+}
+
+impl VcdrReport {
+    pub fn mae(&self) -> f64 {
+        let n = self.per_image.len().max(1) as f64;
+        self.per_image
+            .iter()
+            .map(|(_, p, e)| (p - e).abs())
+            .sum::<f64>()
+            / n
+    }
+}
+
+/// Scores `predict` (class labels per sample) on `test` (the shared core of `msnet eval` and the
+/// baseline's report, so both are measured the same way).
+pub fn evaluate(
+    test: &[Sample],
+    setup: &TestSetup<'_>,
+    predict: &dyn Fn(&[&Sample]) -> Vec<Vec<u8>>,
+) -> Result<Evaluation> {
+    let classes = setup.class_names.len();
+    let drishti = setup.kind == DatasetKind::Drishti;
+    let experts = if drishti {
+        Some(msnet::data::drishti_expert_cdr(setup.root)?)
+    } else {
+        None
+    };
+    let mut images = Vec::with_capacity(test.len());
     let mut regions = Vec::new();
-    for chunk in ds.test.chunks(a.batch_size.max(1)) {
+    let mut vcdr = VcdrReport {
+        per_image: Vec::new(),
+        no_disc: Vec::new(),
+    };
+    for chunk in test.chunks(setup.batch_size.max(1)) {
         let refs: Vec<&Sample> = chunk.iter().collect();
-        for (s, pred) in chunk.iter().zip(predictor.labels(&refs)) {
+        for (s, pred) in chunk.iter().zip(predict(&refs)) {
             images.push(metrics::image_metrics(
                 &s.name, &pred, &s.labels, s.shape, classes,
             )?);
-            if kind == DatasetKind::Drishti {
+            if let Some(experts) = &experts {
                 regions.push(metrics::union_metrics(
                     &s.name,
                     &pred,
@@ -78,35 +154,36 @@ pub fn run(a: &EvalArgs) -> Result<ExitCode> {
                     s.shape,
                     &[1, 2],
                 )?);
+                let expert = *experts.get(&s.name).with_context(|| {
+                    format!(
+                        "{}: no expert vCDR for {}",
+                        setup.root.join("roi_index.csv").display(),
+                        s.name
+                    )
+                })?;
+                match msnet::cdr::vertical_cdr(&pred, s.shape[2], &[2], &[1, 2]) {
+                    Some(v) => vcdr.per_image.push((s.name.clone(), v, expert)),
+                    None => vcdr.no_disc.push(s.name.clone()),
+                }
             }
-            if let Some(dir) = &a.overlays {
+            if let Some(dir) = setup.overlays {
                 write_overlay(dir, s, &pred, classes)?;
             }
         }
     }
-    let summary = metrics::summarize(&config.class_names, images);
-    let disc = (!regions.is_empty()).then(|| ClassMetrics::mean(regions.iter()));
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report_json(&a.model, kind, &summary, disc))?
-        );
-    } else {
-        print_table(&summary, disc);
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(Evaluation {
+        summary: metrics::summarize(setup.class_names, images),
+        disc: (!regions.is_empty()).then(|| ClassMetrics::mean(regions.iter())),
+        vcdr: drishti.then_some(vcdr),
+    })
 }
 
 fn metric_json(m: &ClassMetrics) -> serde_json::Value {
     json!({"acc": m.acc, "iou": m.iou, "dsc": m.dsc, "asd": m.asd})
 }
 
-fn report_json(
-    model: &std::path::Path,
-    kind: DatasetKind,
-    s: &Summary,
-    disc: Option<ClassMetrics>,
-) -> serde_json::Value {
+pub fn report_json(model: &Path, kind: DatasetKind, e: &Evaluation) -> serde_json::Value {
+    let s = &e.summary;
     let classes: serde_json::Map<String, serde_json::Value> = s
         .class_names
         .iter()
@@ -126,8 +203,22 @@ fn report_json(
         "mean_foreground": metric_json(&s.mean_foreground),
         "per_image": per_image,
     });
-    if let Some(d) = disc {
-        out["regions"] = json!({"disc (rim + cup)": metric_json(&d)});
+    if let Some(d) = &e.disc {
+        out["regions"] = json!({"disc (rim + cup)": metric_json(d)});
+    }
+    if let Some(v) = &e.vcdr {
+        let per_image: Vec<serde_json::Value> = v
+            .per_image
+            .iter()
+            .map(|(n, p, x)| json!({"name": n, "predicted": p, "experts_mean": x}))
+            .collect();
+        out["vcdr"] = json!({
+            "definition": "vertical extent of the cup over that of the disc (rim + cup), bounding-box rows; against the mean of the 4 experts (roi_index.csv)",
+            "mae": v.mae(),
+            "images": v.per_image.len(),
+            "no_disc_predicted": v.no_disc,
+            "per_image": per_image,
+        });
     }
     out
 }
@@ -143,7 +234,8 @@ fn image_json(names: &[String]) -> impl Fn(&ImageMetrics) -> serde_json::Value +
     }
 }
 
-fn print_table(s: &Summary, disc: Option<ClassMetrics>) {
+fn print_table(e: &Evaluation) {
+    let s = &e.summary;
     println!("{} test images", s.images.len());
     println!(
         "{:<24} {:>7} {:>7} {:>7} {:>8}",
@@ -160,13 +252,25 @@ fn print_table(s: &Summary, disc: Option<ClassMetrics>) {
     }
     row("mean (all classes)", &s.mean_all);
     row("mean (foreground)", &s.mean_foreground);
-    if let Some(d) = disc {
-        row("disc (rim + cup)", &d);
+    if let Some(d) = &e.disc {
+        row("disc (rim + cup)", d);
+    }
+    if let Some(v) = &e.vcdr {
+        println!(
+            "vertical cup-to-disc ratio: MAE {:.4} against the experts' mean over {} images{}",
+            v.mae(),
+            v.per_image.len(),
+            if v.no_disc.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} with no predicted disc left out)", v.no_disc.len())
+            }
+        );
     }
 }
 
 /// Overlay of one sample (the middle slice of a volume).
-fn write_overlay(dir: &std::path::Path, s: &Sample, pred: &[u8], classes: usize) -> Result<()> {
+fn write_overlay(dir: &Path, s: &Sample, pred: &[u8], classes: usize) -> Result<()> {
     msnet::fsutil::create_dir_all(dir)?;
     let [d, h, w] = s.shape;
     let z = d / 2;

@@ -4,6 +4,7 @@
 //! here; the network, data and metrics live in `msnet`, training in `msnet-trainer`, export in
 //! `msnet-exporter`.
 
+mod baseline;
 mod bench;
 mod bench_tract;
 mod eval;

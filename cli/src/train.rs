@@ -12,9 +12,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use msnet::config::{InitSpec, TrainingRecord};
 use msnet::{Model, Spec};
-use msnet_trainer::{Outcome, Run, Step, TrainOptions, checkpoint, device};
+use msnet_trainer::{Outcome, Run, Step, TrainOptions, Validation, checkpoint, device};
 
-use crate::{DataArgs, setup};
+use crate::{DataArgs, baseline, setup};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -64,6 +64,21 @@ pub struct TrainArgs {
     /// lambda, alpha, eps, dt of the variational model (fixed, not trained).
     #[arg(long, value_names = ["LAMBDA", "ALPHA", "EPS", "DT"], num_args = 4)]
     scalars: Option<Vec<f32>>,
+    /// Hold this many of the S training images out as a validation set (the last V of the
+    /// seeded training list), scored into OUT/validation.csv. Use it to choose iterations and
+    /// settings without touching the test set; the final model trains on all S.
+    #[arg(long, default_value_t = 0)]
+    val_count: usize,
+    /// Score the validation set every this many iterations (default: --checkpoint-every).
+    #[arg(long)]
+    val_every: Option<usize>,
+    /// Network: msnet, or unet (the paper's U-Net baseline, narrowed by --unet-width; 2D,
+    /// training only: it writes OUT/baseline.json with its test metrics, and no model).
+    #[arg(long, default_value = "msnet", value_parser = ["msnet", "unet"])]
+    arch: String,
+    /// Base channel width of the U-Net baseline (the original: 64, 31M parameters).
+    #[arg(long, default_value_t = 16)]
+    unet_width: usize,
     /// Output model directory.
     #[arg(long)]
     out: PathBuf,
@@ -73,15 +88,33 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
     let kind = setup::dataset_kind(a.data.dataset.as_deref().unwrap_or("wbc"))?;
     let opts = setup::load_options(&a.data, kind, a.train_size, a.seed, None)?;
     eprintln!("loading {kind} from {}", opts.root.display());
-    let ds = msnet::data::load(&opts)?;
+    let mut ds = msnet::data::load(&opts)?;
+    if a.val_count >= ds.train.len() {
+        anyhow::bail!(
+            "--val-count {} leaves no training images out of S = {}",
+            a.val_count,
+            ds.train.len()
+        );
+    }
+    let held_out = ds.train.split_off(ds.train.len() - a.val_count);
+    let validation_names: Vec<String> = held_out.iter().map(|s| s.name.clone()).collect();
+    ds.split.train.truncate(ds.train.len());
     eprintln!(
-        "split (seed {}): {} training, {} test",
+        "split (seed {}): {} training, {} validation, {} test",
         a.seed,
         ds.train.len(),
+        held_out.len(),
         ds.test.len()
     );
     eprintln!("  train: {}", ds.split.train.join(" "));
+    if !held_out.is_empty() {
+        eprintln!("  validation: {}", validation_names.join(" "));
+    }
     eprintln!("  test:  {}", ds.split.test.join(" "));
+    let validation = (!held_out.is_empty()).then(|| Validation {
+        samples: &held_out,
+        every: a.val_every.unwrap_or(a.checkpoint_every),
+    });
 
     let mut config = setup::config_for(&ds);
     config.grids = a.grids;
@@ -121,6 +154,15 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
         hardware: String::new(),
         folder_classes: opts.folder.as_ref().map(|f| f.classes.clone()),
     };
+    if a.arch == "unet" {
+        let target = baseline::Target {
+            out: &a.out,
+            width: a.unet_width,
+            kind,
+            root: &opts.root,
+        };
+        return baseline::run(&target, &ds, &options, validation);
+    }
     if a.resume {
         check_resume_split(&a.out, &record)?;
     }
@@ -133,13 +175,7 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
         a.batch_size
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        eprintln!("\ninterrupted: finishing this iteration and writing a checkpoint...");
-        flag.store(true, Ordering::SeqCst);
-    })
-    .context("cannot install the Ctrl-C handler")?;
+    let stop = stop_on_ctrl_c("finishing this iteration and writing a checkpoint")?;
 
     let mut progress = Progress::new(a.iterations);
     let report = msnet_trainer::train(
@@ -151,6 +187,7 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
             resume: a.resume,
             record,
             device: device::device(),
+            validation,
         },
         &mut |s| progress.step(s),
         &stop,
@@ -178,6 +215,18 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
     }
 }
 
+/// A flag set by Ctrl-C, after printing what happens next.
+pub(crate) fn stop_on_ctrl_c(what: &'static str) -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        eprintln!("\ninterrupted: {what}...");
+        flag.store(true, Ordering::SeqCst);
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
 /// A resumed run must train on the same images as the run that wrote the checkpoint.
 fn check_resume_split(out: &std::path::Path, record: &TrainingRecord) -> Result<()> {
     let saved = Model::load(&checkpoint::dir(out))
@@ -196,13 +245,13 @@ fn check_resume_split(out: &std::path::Path, record: &TrainingRecord) -> Result<
 }
 
 /// A progress bar on a terminal; plain lines every 10% otherwise (logs, CI).
-struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     total: usize,
 }
 
 impl Progress {
-    fn new(total: usize) -> Self {
+    pub(crate) fn new(total: usize) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total as u64);
             bar.set_style(
@@ -217,7 +266,17 @@ impl Progress {
         Self { bar, total }
     }
 
-    fn step(&mut self, s: &Step) {
+    pub(crate) fn step(&mut self, s: &Step) {
+        if let Some(v) = &s.validation {
+            let line = format!(
+                "iteration {}: validation DSC {:.4} mIoU {:.4} ASD {:.3} (train loss {:.4})",
+                s.iteration, v.dsc, v.iou, v.asd, s.loss
+            );
+            match &self.bar {
+                Some(bar) => bar.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
         let msg = format!(
             "loss {:.4} lr {:.2e} {:.1} img/s",
             s.loss, s.lr, s.images_per_second
@@ -242,7 +301,7 @@ impl Progress {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

@@ -151,6 +151,71 @@ fn train_then_eval_on_a_folder_dataset() {
 }
 
 #[test]
+fn baseline_with_validation_writes_its_report_and_log() {
+    let dir = scratch("baseline");
+    let data = dir.join("data");
+    write_folder_dataset(&data, 8);
+    let out = dir.join("unet");
+    let (data_s, out_s) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let args = |val: &'static str| {
+        vec![
+            "train",
+            "--arch",
+            "unet",
+            "--unet-width",
+            "4",
+            "--dataset",
+            "folder",
+            "--data",
+            data_s,
+            "--classes",
+            "0=background,128=ring,255=core",
+            "--size",
+            "32x32",
+            "--train-size",
+            "5",
+            "--test-count",
+            "3",
+            "--val-count",
+            val,
+            "--val-every",
+            "2",
+            "--iterations",
+            "3",
+            "--batch-size",
+            "2",
+            "--out",
+            out_s,
+        ]
+    };
+    let o = msnet(&args("2"));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("3 training, 2 validation, 3 test"),
+        "{}",
+        text(&o)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("baseline.json")).unwrap()).unwrap();
+    assert_eq!(report["images"], 3);
+    assert_eq!(report["network"]["arch"], "unet");
+    assert!(report["network"]["parameters"].as_u64().unwrap() > 0);
+    assert_eq!(report["training"]["train"].as_array().unwrap().len(), 3);
+    assert!(report["mean_all"]["dsc"].is_number());
+    // Scored at iterations 2 and 3 (the last), after the header.
+    let log = std::fs::read_to_string(out.join("validation.csv")).unwrap();
+    let iterations: Vec<&str> = log.lines().skip(1).map(|l| &l[..1]).collect();
+    assert_eq!(iterations, ["2", "3"], "{log}");
+    // No model: the baseline is never exported.
+    assert!(!out.join("config.json").exists());
+
+    let o = msnet(&args("5"));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--val-count 5"), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn missing_data_names_the_path_and_msnet_data() {
     let o = msnet(&[
         "train",

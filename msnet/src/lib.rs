@@ -8,11 +8,13 @@
 //! - [`golden`]: golden bundles (deterministic inputs, reference outputs, tolerance) that
 //!   every engine is checked against;
 //! - [`metrics`] and [`overlay`]: the paper's Acc / IoU / DSC / ASD and contour figures;
+//!   [`cdr`]: the vertical cup-to-disc ratio of a disc/cup segmentation;
 //! - [`data`] and [`io`]: the datasets (WBC, Drishti-GS1, ACDC, user folders), image and
 //!   NIfTI reading.
 //!
 //! It must not depend on burn, tract or any engine: those crates depend on it.
 
+pub mod cdr;
 pub mod config;
 pub mod cost;
 pub mod data;

@@ -1,11 +1,13 @@
 //! # msnet-trainer: MSNet trained with burn
 //!
 //! Owns the burn lowering of the MSNet program ([`lowering`], [`network`]), the soft Dice
-//! loss, the training loop with checkpoints and resume, and burn inference (the reference the
+//! loss, the training loop with checkpoints, resume and validation, the U-Net baseline of the
+//! paper's comparisons ([`baseline`], training only), and burn inference (the reference the
 //! exporter checks other engines against). It reads the network only through
 //! [`msnet::graph`] and [`msnet::spec`], and must not define any part of the network itself,
 //! nor know about ONNX or the runtime.
 
+pub mod baseline;
 pub mod batch;
 pub mod checkpoint;
 pub mod device;
@@ -14,10 +16,15 @@ pub mod loss;
 pub mod lowering;
 pub mod network;
 pub mod train;
+pub mod validation;
 
 pub use infer::Predictor;
 pub use network::MsNet;
-pub use train::{Outcome, Report, Run, Step, TrainOptions, train};
+pub use train::{
+    BaselineReport, BaselineRun, Outcome, Report, Run, Step, TrainOptions, baseline_labels, train,
+    train_baseline,
+};
+pub use validation::Validation;
 
 /// Why training could not run or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +35,8 @@ pub enum TrainError {
     Fs(#[from] msnet::fsutil::FsError),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    #[error("{0}")]
+    Metrics(#[from] msnet::metrics::MetricsError),
     #[error("invalid training setup: {0}")]
     Options(String),
     #[error(

@@ -5,14 +5,19 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::Device;
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
 use msnet::config::{InitSpec, TrainingRecord};
 use msnet::data::Sample;
+use msnet::metrics::ClassMetrics;
 use msnet::{Model, Spec, Weights};
 
+use crate::baseline::UNet;
 use crate::checkpoint::{self, CheckpointState};
+use crate::infer::{Predictor, argmax_classes};
 use crate::network::MsNet;
+use crate::validation::{self, Validation};
 use crate::{TrainError, batch, loss};
 
 /// Hyper-parameters of a run. Defaults are the paper's (section 6.1).
@@ -68,6 +73,8 @@ pub struct Step {
     pub images_per_second: f64,
     /// Estimated seconds to the last iteration at this session's pace.
     pub eta_seconds: f64,
+    /// Validation metrics (mean over classes), on iterations that were scored.
+    pub validation: Option<ClassMetrics>,
 }
 
 /// How a run ended.
@@ -95,6 +102,81 @@ pub struct Run<'a> {
     /// The training record's dataset fields (dataset, split); the loop fills in the rest.
     pub record: TrainingRecord,
     pub device: Device,
+    /// Images held out of the training set, scored into `out/validation.csv`.
+    pub validation: Option<Validation<'a>>,
+}
+
+/// Where an optimiser step draws its mini-batch from.
+#[derive(Clone, Copy)]
+struct BatchSource<'a> {
+    samples: &'a [Sample],
+    classes: usize,
+    device: &'a Device,
+}
+
+/// An optimiser step's outcome: the loss, or the non-finite loss that stopped it.
+type StepResult<M> = Result<(M, f64), f64>;
+
+/// One optimisation step on iteration `it`'s mini-batch, shared by MSNet and the baseline:
+/// forward, soft Dice, backward, Adam at the scheduled rate. A non-finite loss leaves the
+/// module's weights untouched.
+fn optimise<M: Module>(
+    model: M,
+    forward: &dyn Fn(&M, Tensor<5>) -> Tensor<5>,
+    source: &BatchSource<'_>,
+    opts: &TrainOptions,
+    it: usize,
+    optimizer: &mut ModuleOptimizer,
+) -> StepResult<M> {
+    let BatchSource {
+        samples,
+        classes,
+        device,
+    } = *source;
+    let picked: Vec<&Sample> = batch::batch_indices(samples.len(), opts.batch_size, opts.seed, it)
+        .into_iter()
+        .map(|i| &samples[i])
+        .collect();
+    let images = batch::images(&picked, device);
+    let targets = batch::one_hot(&picked, classes, device);
+    let loss = loss::soft_dice(forward(&model, images), targets);
+    let value = loss.clone().into_scalar::<f32>() as f64;
+    if !value.is_finite() {
+        return Err(value);
+    }
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    Ok((optimizer.step(opts.lr_at(it), model, grads), value))
+}
+
+/// Progress bookkeeping common to both loops.
+fn step_report(
+    opts: &TrainOptions,
+    iteration: usize,
+    first: usize,
+    loss: f64,
+    started: Instant,
+    validation: Option<ClassMetrics>,
+) -> Step {
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    let done = (iteration - first).max(1);
+    Step {
+        iteration,
+        iterations: opts.iterations,
+        loss,
+        lr: opts.lr_at(iteration - 1),
+        images_per_second: (done * opts.batch_size) as f64 / elapsed,
+        eta_seconds: elapsed / done as f64 * (opts.iterations - iteration) as f64,
+        validation,
+    }
+}
+
+fn check_options(opts: &TrainOptions) -> Result<(), TrainError> {
+    if opts.batch_size == 0 || opts.lr_step == 0 || opts.checkpoint_every == 0 {
+        return Err(TrainError::Options(
+            "batch size, lr step and checkpoint interval must be >= 1".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn mean_tail(losses: &[f64]) -> f64 {
@@ -113,11 +195,11 @@ pub fn train(
     stop: &AtomicBool,
 ) -> Result<Report, TrainError> {
     check_samples(spec, samples)?;
-    if opts.batch_size == 0 || opts.lr_step == 0 || opts.checkpoint_every == 0 {
-        return Err(TrainError::Options(
-            "batch size, lr step and checkpoint interval must be >= 1".into(),
-        ));
+    if let Some(v) = &run.validation {
+        check_samples(spec, v.samples)?;
     }
+    check_options(opts)?;
+    validation::start_log(run.out, run.resume)?;
     let device = run.device.clone().autodiff();
     let mut optimizer = AdamConfig::new().with_epsilon(opts.adam_epsilon).init();
     let (weights, mut state) = if run.resume {
@@ -180,41 +262,60 @@ pub fn train(
                 record,
             });
         }
-        let picked: Vec<&Sample> =
-            batch::batch_indices(samples.len(), opts.batch_size, opts.seed, it)
-                .into_iter()
-                .map(|i| &samples[i])
-                .collect();
-        let images = batch::images(&picked, &device);
-        let targets = batch::one_hot(&picked, classes, &device);
-        let probs = model.forward(spec, images);
-        let loss = loss::soft_dice(probs, targets);
-        let value = loss.clone().into_scalar::<f32>() as f64;
-        if !value.is_finite() {
-            return Err(TrainError::NonFinite {
-                iteration: it + 1,
-                checkpoint: state_on_disk(run.out),
-            });
-        }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let lr = opts.lr_at(it);
-        model = optimizer.step(lr, model, grads);
+        let forward = |m: &MsNet, x: Tensor<5>| m.forward(spec, x);
+        let source = BatchSource {
+            samples,
+            classes,
+            device: &device,
+        };
+        let value = match optimise(model, &forward, &source, opts, it, &mut optimizer) {
+            Ok((next, value)) => {
+                model = next;
+                value
+            }
+            Err(_) => {
+                return Err(TrainError::NonFinite {
+                    iteration: it + 1,
+                    checkpoint: state_on_disk(run.out),
+                });
+            }
+        };
 
         state.iteration = it + 1;
         state.seconds = seconds_before + started.elapsed().as_secs_f64();
         state.recent_losses.push(value);
         let excess = state.recent_losses.len().saturating_sub(50);
         state.recent_losses.drain(..excess);
-        let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-        let done = state.iteration - first;
-        on_step(&Step {
-            iteration: state.iteration,
-            iterations: opts.iterations,
-            loss: value,
-            lr,
-            images_per_second: (done * opts.batch_size) as f64 / elapsed,
-            eta_seconds: elapsed / done as f64 * (opts.iterations - state.iteration) as f64,
-        });
+        let scored = match &run.validation {
+            Some(v) if v.due(state.iteration, opts.iterations) => {
+                let current = Model {
+                    spec: spec.clone(),
+                    weights: model.to_weights(),
+                };
+                let predictor = Predictor::new(&current, run.device.clone());
+                let m = validation::score(
+                    &|batch| predictor.labels(batch),
+                    v.samples,
+                    &spec.config.class_names,
+                )?;
+                validation::append(
+                    run.out,
+                    state.iteration,
+                    mean_tail(&state.recent_losses),
+                    &m,
+                )?;
+                Some(m)
+            }
+            _ => None,
+        };
+        on_step(&step_report(
+            opts,
+            state.iteration,
+            first,
+            value,
+            started,
+            scored,
+        ));
         if state.iteration.is_multiple_of(opts.checkpoint_every)
             || state.iteration == opts.iterations
         {
@@ -242,6 +343,115 @@ pub fn train(
         model: final_model,
         record,
     })
+}
+
+/// What a baseline run gives back.
+pub struct BaselineReport {
+    pub outcome: Outcome,
+    pub net: UNet,
+    /// Training seconds.
+    pub seconds: f64,
+    /// Mean loss of the last 20 iterations.
+    pub final_loss: f64,
+}
+
+/// Where a baseline run writes and what it scores.
+pub struct BaselineRun<'a> {
+    /// Folder of `validation.csv`.
+    pub out: &'a Path,
+    /// Class names; their count is the network's output classes.
+    pub class_names: &'a [String],
+    pub validation: Option<Validation<'a>>,
+}
+
+/// Trains the U-Net baseline with MSNet's loop: the same batches (seeded by `opts.seed`), loss,
+/// optimiser and schedule. It writes no checkpoints: a stopped run returns what it has, and the
+/// caller decides whether to keep it. Validation lines go to `out/validation.csv` as for MSNet.
+pub fn train_baseline(
+    net: UNet,
+    samples: &[Sample],
+    opts: &TrainOptions,
+    run: BaselineRun<'_>,
+    on_step: &mut dyn FnMut(&Step),
+    stop: &AtomicBool,
+) -> Result<BaselineReport, TrainError> {
+    let BaselineRun {
+        out,
+        class_names,
+        validation,
+    } = run;
+    let classes = class_names.len();
+    check_options(opts)?;
+    validation::start_log(out, false)?;
+    let device = net.devices().first().cloned().unwrap_or_default();
+    let source = BatchSource {
+        samples,
+        classes,
+        device: &device,
+    };
+    let mut optimizer = AdamConfig::new().with_epsilon(opts.adam_epsilon).init();
+    let started = Instant::now();
+    let mut net = net;
+    let mut losses = Vec::new();
+    let forward = |m: &UNet, x: Tensor<5>| m.forward(x);
+    for it in 0..opts.iterations {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(BaselineReport {
+                outcome: Outcome::Interrupted { iteration: it },
+                net,
+                seconds: started.elapsed().as_secs_f64(),
+                final_loss: mean_tail(&losses),
+            });
+        }
+        let value = match optimise(net, &forward, &source, opts, it, &mut optimizer) {
+            Ok((next, value)) => {
+                net = next;
+                value
+            }
+            Err(_) => {
+                return Err(TrainError::NonFinite {
+                    iteration: it + 1,
+                    checkpoint: "the baseline writes no checkpoints".into(),
+                });
+            }
+        };
+        losses.push(value);
+        let scored = match &validation {
+            Some(v) if v.due(it + 1, opts.iterations) => {
+                let m = validation::score(
+                    &|batch| baseline_labels(&net, batch, classes),
+                    v.samples,
+                    class_names,
+                )?;
+                validation::append(out, it + 1, mean_tail(&losses), &m)?;
+                Some(m)
+            }
+            _ => None,
+        };
+        on_step(&step_report(opts, it + 1, 0, value, started, scored));
+    }
+    Ok(BaselineReport {
+        outcome: Outcome::Finished,
+        net,
+        seconds: started.elapsed().as_secs_f64(),
+        final_loss: mean_tail(&losses),
+    })
+}
+
+/// Predicted classes of the baseline for each sample.
+pub fn baseline_labels(net: &UNet, samples: &[&Sample], classes: usize) -> Vec<Vec<u8>> {
+    let Some(device) = net.devices().first().cloned() else {
+        return Vec::new();
+    };
+    let probs = net.forward(batch::images(samples, &device));
+    let flat = probs
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap_or_else(|e| unreachable!("probabilities are f32: {e:?}"));
+    let per = flat.len() / samples.len().max(1);
+    flat.chunks(per.max(1))
+        .map(|p| argmax_classes(p, classes))
+        .collect()
 }
 
 /// Describes the checkpoint a failed run leaves behind.

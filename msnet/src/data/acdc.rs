@@ -2,7 +2,7 @@
 //! `labels/patientNNN_frameMM.nii.gz` (uint8: 0 background, 1 right ventricle, 2 myocardium,
 //! 3 left ventricle), read as `[D, H, W]`.
 //!
-//! Geometry (sizes `[16, 256, 256]` or `[16, 128, 128]`):
+//! Geometry (sizes `[16, 256, 256]`, `[16, 128, 128]` or `[16, 64, 64]`):
 //! 1. Each volume is placed in a 16×256×256 canvas ([`CANVAS`]) **centred on the heart**: the
 //!    centre of the labels' foreground bounding box (in depth and in-plane) goes to the canvas
 //!    centre. That shift is then limited, per axis, so that a volume smaller than the canvas is
@@ -17,7 +17,9 @@
 //!    - A heart **wider or taller** than the canvas (over 256 voxels in-plane) means the data
 //!      is not what this loader expects; it is refused with [`DataError::DoesNotFit`].
 //! 2. For 128: in-plane halving, 2×2 averaging for the image and the top-left voxel of each
-//!    2×2 block for the labels (no new label values, no blurring of boundaries).
+//!    2×2 block for the labels (no new label values, no blurring of boundaries). For 64: the
+//!    same halving twice (a 4×4 mean and the top-left label), about 6 mm per voxel in-plane:
+//!    coarse, but a quarter of the 128 cost, which is what lets 3D training fit 2 CPU cores.
 //!
 //! Split: by patient ([`split::patient_split`]): 10 test patients (20 volumes) by seed; the
 //! training volumes come from the other patients, one frame per patient before any second one.
@@ -53,7 +55,7 @@ struct VolumePair {
 pub(crate) fn load(opts: &LoadOptions, with_train: bool) -> Result<Dataset, DataError> {
     let kind = DatasetKind::Acdc;
     let size = opts.size.unwrap_or(default_size(kind));
-    let factor = check_size(size)?;
+    let halvings = check_size(size)?;
     let pairs = list_volumes(&opts.root)?;
     let names: Vec<String> = pairs.iter().map(|p| p.name.clone()).collect();
     let split = split::patient_split(&names, TEST_PATIENTS, &split_request(opts, with_train))?;
@@ -66,19 +68,20 @@ pub(crate) fn load(opts: &LoadOptions, with_train: bool) -> Result<Dataset, Data
         split,
         &by_name,
         |p| p.image.clone(),
-        |p: &VolumePair| load_sample(p, factor),
+        |p: &VolumePair| load_sample(p, halvings),
     )
 }
 
-/// Accepts `[16, 256/k, 256/k]` for k in {1, 2}; returns k.
+/// Accepts `[16, 256/k, 256/k]` for k in {1, 2, 4}; returns how many in-plane halvings.
 fn check_size(size: [usize; 3]) -> Result<usize, DataError> {
     match size {
-        [16, 256, 256] => Ok(1),
-        [16, 128, 128] => Ok(2),
+        [16, 256, 256] => Ok(0),
+        [16, 128, 128] => Ok(1),
+        [16, 64, 64] => Ok(2),
         _ => Err(DataError::BadSize {
             kind: DatasetKind::Acdc,
             size,
-            reason: "use [16, 256, 256] or [16, 128, 128] (a 16×256×256 canvas, optionally halved in-plane)"
+            reason: "use [16, 256, 256], [16, 128, 128] or [16, 64, 64] (a 16×256×256 canvas, optionally halved in-plane once or twice)"
                 .into(),
         }),
     }
@@ -127,8 +130,8 @@ fn list_volumes(root: &Path) -> Result<Vec<VolumePair>, DataError> {
     Ok(out)
 }
 
-/// Reads one volume pair and brings it to the canvas, then halves it when `factor` is 2.
-fn load_sample(pair: &VolumePair, factor: usize) -> Result<Sample, DataError> {
+/// Reads one volume pair and brings it to the canvas, then halves it in-plane `halvings` times.
+fn load_sample(pair: &VolumePair, halvings: usize) -> Result<Sample, DataError> {
     let (shape, mut image) = read_volume_f32(&pair.image)?;
     let (label_shape, raw_labels) = read_volume_u8(&pair.labels)?;
     if shape != label_shape {
@@ -144,11 +147,10 @@ fn load_sample(pair: &VolumePair, factor: usize) -> Result<Sample, DataError> {
     let labels =
         ValueMap::new(&[(0, 0), (1, 1), (2, 2), (3, 3)]).apply(&pair.labels, &raw_labels)?;
     let (image, labels) = place_in_canvas(&pair.labels, shape, &image, &labels, CANVAS)?;
-    let (shape, image, labels) = if factor == 2 {
-        halve_in_plane(CANVAS, &image, &labels)
-    } else {
-        (CANVAS, image, labels)
-    };
+    let (mut shape, mut image, mut labels) = (CANVAS, image, labels);
+    for _ in 0..halvings {
+        (shape, image, labels) = halve_in_plane(shape, &image, &labels);
+    }
     Ok(Sample {
         name: pair.name.clone(),
         channels: 1,
@@ -463,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn acdc_loads_by_patient_at_both_sizes() {
+    fn acdc_loads_by_patient_at_every_size() {
         let root = fixture();
         let d = load(&opts(&root, 3, [16, 128, 128]), true).unwrap();
         assert_eq!((d.test.len(), d.train.len(), d.channels), (20, 3, 1));
@@ -485,7 +487,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("train_size 5") && e.contains("4 volumes"), "{e}");
-        let e = load(&opts(&root, 1, [16, 64, 64]), true).unwrap_err();
+        // 64 is the 128 volume halved once more.
+        let quarter = load(&opts(&root, 3, [16, 64, 64]), true).unwrap();
+        let (shape, image, labels) = halve_in_plane([16, 128, 128], &s.image, &s.labels);
+        let q = &quarter.train[0];
+        assert_eq!(
+            (q.shape, &q.image, &q.labels),
+            ([16, 64, 64], &image, &labels)
+        );
+        assert_eq!(shape, [16, 64, 64]);
+        let e = load(&opts(&root, 1, [16, 96, 96]), true).unwrap_err();
         assert!(matches!(e, DataError::BadSize { .. }), "{e:?}");
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Markdown tables of the runs written by scripts/paper-runs.sh, next to the paper's numbers.
+
+    scripts/results-table.py [RUNS]      (default: runs)
+
+Reads RUNS/<run>/test-metrics.json (`msnet eval --json`) and RUNS/<run>/baseline.json
+(`msnet train --arch unet`); a group's numbers are the mean and sample standard deviation over
+its seeds. Standard library only.
+"""
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+# Table 2 (WBC, DSC_avg), Table 1 (REFUGE, DSC_avg), Table 3 (thigh MRI, DSC_avg): MSNET.md.
+PAPER_WBC = {10: (0.8850, 0.8056), 30: (0.9537, 0.7911), 60: (0.9579, 0.8444)}
+PAPER_REFUGE = {20: 0.8147, 50: 0.7904}
+PAPER_MRI = {2: 0.7981, 3: 0.8858, 4: 0.9185}
+
+RUN = re.compile(r"^(?P<group>[a-z0-9-]+?)-s(?P<s>\d+)(?P<variant>-h1)?-seed(?P<seed>\d+)$")
+
+
+def load(runs):
+    rows = []
+    for d in sorted(Path(runs).iterdir()):
+        m = RUN.match(d.name)
+        if not m or not d.is_dir():
+            continue
+        for name in ("test-metrics.json", "baseline.json"):
+            f = d / name
+            if f.is_file():
+                r = json.loads(f.read_text())
+                group = m["group"] + (m["variant"] or "")
+                rows.append((group, int(m["s"]), int(m["seed"]), r, d))
+    return rows
+
+
+def stat(values):
+    if not values:
+        return "—"
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.4f}"
+    return f"{mean:.4f} ± {statistics.stdev(values):.4f}"
+
+
+def training_seconds(run_dir, r):
+    if "training" in r:
+        return r["training"]["seconds"]
+    cfg = json.loads((run_dir / "config.json").read_text())
+    return cfg["training"]["seconds"]
+
+
+def metrics_table(rows, group, paper=None, extra=None):
+    sel = [r for r in rows if r[0] == group]
+    if not sel:
+        return []
+    head = "| S | seeds | Acc_avg | mIoU | DSC_avg | ASD_avg (px) | DSC_avg, foreground |"
+    sep = "|---|---|---|---|---|---|---|"
+    if paper:
+        head += " paper DSC_avg |"
+        sep += "---|"
+    if extra:
+        head += "".join(f" {name} |" for name, _ in extra)
+        sep += "---|" * len(extra)
+    head += " train s / run |"
+    sep += "---|"
+    out = [head, sep]
+    for s in sorted({r[1] for r in sel}):
+        rs = [r for r in sel if r[1] == s]
+        col = lambda k, part="mean_all": stat([r[3][part][k] for r in rs])
+        line = (
+            f"| {s} | {','.join(str(r[2]) for r in rs)} | {col('acc')} | {col('iou')} | "
+            f"{col('dsc')} | {col('asd')} | {col('dsc', 'mean_foreground')} |"
+        )
+        if paper:
+            line += f" {paper(s)} |"
+        for _, fn in extra or []:
+            line += f" {fn(rs)} |"
+        secs = statistics.fmean(training_seconds(r[4], r[3]) for r in rs)
+        line += f" {secs:.0f} |"
+        out.append(line)
+    return out
+
+
+def main():
+    runs = sys.argv[1] if len(sys.argv) > 1 else "runs"
+    rows = load(runs)
+    if not rows:
+        sys.exit(f"results-table: no finished runs in {runs}")
+    print("### WBC Dataset 1: MSNet\n")
+    print("\n".join(metrics_table(rows, "wbc", lambda s: f"{PAPER_WBC[s][0]:.4f}")))
+    print("\n### WBC Dataset 1: U-Net baseline (same trainer, split, loss and schedule)\n")
+    params = {r[3]["network"]["parameters"] for r in rows if r[0] == "unet-wbc"}
+    print(f"Parameters: {', '.join(str(p) for p in sorted(params))} (the paper's U-Net: 31M).\n")
+    print("\n".join(metrics_table(rows, "unet-wbc", lambda s: f"{PAPER_WBC[s][1]:.4f}")))
+    print("\n### WBC Dataset 1, S = 10: a single grid (H = 1) against the V-cycle (H = 5)\n")
+    print("\n".join(metrics_table(rows, "wbc-h1")))
+    cdr = lambda rs: stat([r[3]["vcdr"]["mae"] for r in rs])
+    disc = lambda rs: stat([r[3]["regions"]["disc (rim + cup)"]["dsc"] for r in rs])
+    cup = lambda rs: stat([r[3]["classes"]["cup"]["dsc"] for r in rs])
+    print("\n### Drishti-GS1 optic disc and cup (51 official test images)\n")
+    print("\n".join(metrics_table(
+        rows, "drishti", lambda s: f"{PAPER_REFUGE[s]:.4f} (REFUGE)",
+        [("DSC disc", disc), ("DSC cup", cup), ("vCDR MAE", cdr)],
+    )))
+    lower = metrics_table(
+        rows, "drishti-lr0.0005", lambda s: f"{PAPER_REFUGE[s]:.4f} (REFUGE)",
+        [("DSC disc", disc), ("DSC cup", cup), ("vCDR MAE", cdr)],
+    )
+    if lower:
+        print("\nThe same at half the learning rate (5e-4):\n")
+        print("\n".join(lower))
+    print("\n### ACDC 3D (4 classes, 20 test volumes of 10 patients)\n")
+    print("\n".join(metrics_table(rows, "acdc", lambda s: f"{PAPER_MRI[s]:.4f} (thigh MRI)")))
+
+
+if __name__ == "__main__":
+    main()
