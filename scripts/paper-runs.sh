@@ -103,7 +103,11 @@ group() {
         for s in 2 3 4; do
             job "acdc-s$s-seed0" test-metrics.json --dataset acdc --size "$ACDC_SIZE" \
                 --train-size "$s" --seed 0 --iterations "$ACDC_ITERATIONS" --batch-size 1
-        done ;;
+        done
+        # The runs above stay at the background-only plateau (loss 0.75); half the learning
+        # rate, as for Drishti-GS1 at S = 50.
+        job "acdc-lr0.0005-s4-seed0" test-metrics.json --dataset acdc --size "$ACDC_SIZE" \
+            --train-size 4 --seed 0 --iterations "$ACDC_ITERATIONS" --batch-size 1 --lr 0.0005 ;;
     *)
         echo "paper-runs: unknown group '$1' (pilot wbc unet ablation drishti acdc longer)" >&2
         exit 2 ;;

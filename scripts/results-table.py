@@ -18,7 +18,7 @@ PAPER_WBC = {10: (0.8850, 0.8056), 30: (0.9537, 0.7911), 60: (0.9579, 0.8444)}
 PAPER_REFUGE = {20: 0.8147, 50: 0.7904}
 PAPER_MRI = {2: 0.7981, 3: 0.8858, 4: 0.9185}
 
-RUN = re.compile(r"^(?P<group>[a-z0-9-]+?)-s(?P<s>\d+)(?P<variant>-h1)?-seed(?P<seed>\d+)$")
+RUN = re.compile(r"^(?P<group>[a-z0-9.-]+?)-s(?P<s>\d+)(?P<variant>-h1)?-seed(?P<seed>\d+)$")
 
 
 def load(runs):
@@ -114,6 +114,10 @@ def main():
         print("\n".join(lower))
     print("\n### ACDC 3D (4 classes, 20 test volumes of 10 patients)\n")
     print("\n".join(metrics_table(rows, "acdc", lambda s: f"{PAPER_MRI[s]:.4f} (thigh MRI)")))
+    lower = metrics_table(rows, "acdc-lr0.0005", lambda s: f"{PAPER_MRI[s]:.4f} (thigh MRI)")
+    if lower:
+        print("\nThe same at half the learning rate (5e-4):\n")
+        print("\n".join(lower))
 
 
 if __name__ == "__main__":
