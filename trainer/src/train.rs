@@ -199,7 +199,9 @@ pub fn train(
         check_samples(spec, v.samples)?;
     }
     check_options(opts)?;
-    validation::start_log(run.out, run.resume)?;
+    if run.validation.is_some() {
+        validation::start_log(run.out, run.resume)?;
+    }
     let device = run.device.clone().autodiff();
     let mut optimizer = AdamConfig::new().with_epsilon(opts.adam_epsilon).init();
     let (weights, mut state) = if run.resume {
@@ -248,6 +250,12 @@ pub fn train(
     let seconds_before = state.seconds;
     let first = state.iteration;
     let classes = spec.config.classes;
+    let forward = |m: &MsNet, x: Tensor<5>| m.forward(spec, x);
+    let source = BatchSource {
+        samples,
+        classes,
+        device: &device,
+    };
     for it in first..opts.iterations {
         if stop.load(Ordering::SeqCst) {
             finish_record(&mut record, &state);
@@ -262,12 +270,6 @@ pub fn train(
                 record,
             });
         }
-        let forward = |m: &MsNet, x: Tensor<5>| m.forward(spec, x);
-        let source = BatchSource {
-            samples,
-            classes,
-            device: &device,
-        };
         let value = match optimise(model, &forward, &source, opts, it, &mut optimizer) {
             Ok((next, value)) => {
                 model = next;
@@ -382,7 +384,9 @@ pub fn train_baseline(
     } = run;
     let classes = class_names.len();
     check_options(opts)?;
-    validation::start_log(out, false)?;
+    if validation.is_some() {
+        validation::start_log(out, false)?;
+    }
     let device = net.devices().first().cloned().unwrap_or_default();
     let source = BatchSource {
         samples,

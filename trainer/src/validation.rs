@@ -54,7 +54,8 @@ pub fn log_path(out: &Path) -> PathBuf {
 
 const HEADER: &str = "iteration,train_loss,val_acc,val_miou,val_dsc,val_asd\n";
 
-/// Starts a fresh log (a new run) or keeps the existing one (a resumed run).
+/// Starts a fresh log (a new run) or keeps the existing one (a resumed run). Only runs that
+/// validate call it, so a run without held-out images leaves no empty log behind.
 pub fn start_log(out: &Path, resume: bool) -> Result<(), TrainError> {
     let path = log_path(out);
     if resume && path.exists() {

@@ -177,6 +177,10 @@ fn same_seed_same_weights_and_resume_is_exact() {
         .model
         .weights;
     assert_eq!(wa, wb, "same seed must give the same weights");
+    assert!(
+        !a.join("validation.csv").exists(),
+        "a run without held-out images writes no validation log"
+    );
 
     // Stop after 3 iterations, then resume to 6: same weights as the uninterrupted run.
     let c = out_dir("c");
