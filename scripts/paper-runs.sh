@@ -33,6 +33,7 @@ WBC_ITERATIONS=150
 DRISHTI_ITERATIONS=150
 ACDC_ITERATIONS=100
 ACDC_SIZE=16x64x64
+LONGER_ITERATIONS=400
 
 jobs_file="$(mktemp)"
 trap 'rm -f "$jobs_file"' EXIT
@@ -66,15 +67,18 @@ group() {
                 --val-every 25 --seed 0 --iterations 250 --checkpoint-every 50 --lr "$lr"
         done ;;
     longer)
-        # Is the gap to the paper at S = 60 the short schedule? wbc-s60-seed0 continued to 400
-        # iterations (a copy, resumed; the 150-iteration run is kept).
-        if [[ -f "$RUNS/wbc-s60-seed0/config.json" && ! -d "$RUNS/wbc-s60-seed0-400it" ]]; then
-            cp -r "$RUNS/wbc-s60-seed0" "$RUNS/wbc-s60-seed0-400it"
-            rm -f "$RUNS/wbc-s60-seed0-400it/test-metrics.json"
-        fi
-        [[ -d "$RUNS/wbc-s60-seed0-400it" ]] || { echo "longer: run the wbc group first" >&2; exit 2; }
-        job "wbc-s60-seed0-400it" test-metrics.json --dataset wbc --train-size 60 --seed 0 \
-            --iterations 400 ;;
+        # Is the gap to the paper at S = 30 and 60 the short schedule? Every wbc run continued
+        # to LONGER_ITERATIONS (a copy, resumed from its checkpoint; the short run is kept).
+        for s in 30 60 10; do for seed in 0 1 2; do
+            local short="$RUNS/wbc-s$s-seed$seed" long="wbc-s$s-seed$seed-${LONGER_ITERATIONS}it"
+            [[ -f "$short/config.json" ]] || { echo "longer: run the wbc group first ($short)" >&2; exit 2; }
+            if [[ ! -d "$RUNS/$long" ]]; then
+                cp -r "$short" "$RUNS/$long"
+                rm -f "$RUNS/$long/test-metrics.json"
+            fi
+            job "$long" test-metrics.json --dataset wbc --train-size "$s" --seed "$seed" \
+                --iterations "$LONGER_ITERATIONS"
+        done; done ;;
     wbc)
         for s in 10 30 60; do for seed in 0 1 2; do
             job "wbc-s$s-seed$seed" test-metrics.json --dataset wbc --train-size "$s" --seed "$seed" \

@@ -18,7 +18,9 @@ PAPER_WBC = {10: (0.8850, 0.8056), 30: (0.9537, 0.7911), 60: (0.9579, 0.8444)}
 PAPER_REFUGE = {20: 0.8147, 50: 0.7904}
 PAPER_MRI = {2: 0.7981, 3: 0.8858, 4: 0.9185}
 
-RUN = re.compile(r"^(?P<group>[a-z0-9.-]+?)-s(?P<s>\d+)(?P<variant>-h1)?-seed(?P<seed>\d+)$")
+RUN = re.compile(
+    r"^(?P<group>[a-z0-9.-]+?)-s(?P<s>\d+)(?P<variant>-h1)?-seed(?P<seed>\d+)(?P<length>-\d+it)?$"
+)
 
 
 def load(runs):
@@ -31,7 +33,7 @@ def load(runs):
             f = d / name
             if f.is_file():
                 r = json.loads(f.read_text())
-                group = m["group"] + (m["variant"] or "")
+                group = m["group"] + (m["variant"] or "") + (m["length"] or "")
                 rows.append((group, int(m["s"]), int(m["seed"]), r, d))
     return rows
 
@@ -91,6 +93,11 @@ def main():
         sys.exit(f"results-table: no finished runs in {runs}")
     print("### WBC Dataset 1: MSNet\n")
     print("\n".join(metrics_table(rows, "wbc", lambda s: f"{PAPER_WBC[s][0]:.4f}")))
+    longer = metrics_table(rows, "wbc-400it", lambda s: f"{PAPER_WBC[s][0]:.4f}")
+    if longer:
+        print("\nThe same runs continued to 400 iterations (`scripts/paper-runs.sh longer`; the")
+        print("training time counts all 400 iterations):\n")
+        print("\n".join(longer))
     print("\n### WBC Dataset 1: U-Net baseline (same trainer, split, loss and schedule)\n")
     params = {r[3]["network"]["parameters"] for r in rows if r[0] == "unet-wbc"}
     print(f"Parameters: {', '.join(str(p) for p in sorted(params))} (the paper's U-Net: 31M).\n")

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use msnet::Model;
-use msnet_exporter::{NNEF_FILE, ONNX_FILE, PLAN_FILE};
+use msnet_exporter::{NNEF_FILE, ONNX_FILE, PLAN_FILE, ROUNDING_PROBE};
 use msnet_trainer::{Predictor, device};
 
 use crate::setup::parse_size;
@@ -62,21 +62,23 @@ pub fn run(a: &ExportArgs) -> Result<ExitCode> {
         2.0 * p.macs as f64 * 1e-9
     );
     println!(
-        "self-check: max abs diff against {} (passes: atol 1e-4 + rtol 5e-4, same argmax)",
-        report.manifest.reference
+        "self-check: max abs diff against {} (passes: atol 1e-4 + rtol 5e-4, same argmax);\n  \
+         rounding: how far the runtime's own output moves when the input is scaled by 1 + {:e}",
+        report.manifest.reference, ROUNDING_PROBE
     );
     println!(
-        "  {:<10} {:>12} {:>12} {:>14} {:>14}   worst diff/tolerance",
-        "case", "tract-onnx", "tract-nnef", "msnet-runtime", "onnx vs nnef"
+        "  {:<10} {:>12} {:>12} {:>14} {:>14} {:>12}   worst diff/tolerance",
+        "case", "tract-onnx", "tract-nnef", "msnet-runtime", "onnx vs nnef", "rounding"
     );
     for c in &report.cases {
         println!(
-            "  {:<10} {:>12.3e} {:>12.3e} {:>14.3e} {:>14.3e}   {:.3}",
+            "  {:<10} {:>12.3e} {:>12.3e} {:>14.3e} {:>14.3e} {:>12.3e}   {:.3}",
             c.name,
             c.onnx.max_abs_diff,
             c.nnef.max_abs_diff,
             c.runtime.max_abs_diff,
             c.onnx_vs_nnef,
+            c.rounding_sensitivity,
             c.onnx
                 .worst_ratio
                 .max(c.nnef.worst_ratio)

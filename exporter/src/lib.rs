@@ -22,7 +22,9 @@ pub mod plan;
 pub mod stage;
 pub mod tract_check;
 
-pub use export::{CaseCheck, ExportReport, NNEF_FILE, ONNX_FILE, PLAN_FILE, export};
+pub use export::{
+    CaseCheck, ExportReport, NNEF_FILE, ONNX_FILE, PLAN_FILE, ROUNDING_PROBE, export,
+};
 pub use msnet::golden::Reference;
 pub use nnef::nnef_bytes;
 pub use onnx::{OnnxLowering, build_onnx, check_structure, check_weights, onnx_bytes, write_onnx};

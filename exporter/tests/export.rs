@@ -130,6 +130,19 @@ fn export_and_verify(m: &Model, tag: &str) {
         "constant prediction"
     );
     assert_eq!(report.cases.len(), 3);
+    for c in &report.cases {
+        // The probe moves the output, but by float32-rounding amounts on a sane model.
+        println!(
+            "{tag} {:<9} rounding sensitivity {:.3e}",
+            c.name, c.rounding_sensitivity
+        );
+        assert!(
+            c.rounding_sensitivity > 0.0 && c.rounding_sensitivity < golden::ATOL,
+            "{tag} {}: {}",
+            c.name,
+            c.rounding_sensitivity
+        );
+    }
     assert!(
         report
             .cases

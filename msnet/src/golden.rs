@@ -104,7 +104,7 @@ pub trait Reference {
 #[derive(Clone, Debug)]
 pub struct GoldenInput {
     pub name: &'static str,
-    pub description: &'static str,
+    pub description: String,
     /// `in·D·H·W` values in `[0, 1]`, channel-first.
     pub data: Vec<f32>,
 }
@@ -116,27 +116,77 @@ pub fn tensor_shape(dims: usize, channels: usize, size: [usize; 3]) -> Vec<usize
     [&[1, channels][..], spatial].concat()
 }
 
+/// How far the generated inputs reach around each channel's training mean, in training
+/// standard deviations.
+pub const INPUT_SPREAD_STD: f32 = 2.0;
+
+/// The value range `[low, high]` of each input channel in the generated cases: the training
+/// mean ± [`INPUT_SPREAD_STD`] standard deviations, within `[0, 1]`.
+///
+/// Why not all of `[0, 1]`: a trained network is only well conditioned on inputs like its
+/// training images. For a fundus model (blue channel mean 0.08, std 0.06) uniform `[0, 1)`
+/// noise lies up to 15 standard deviations out; its phase-softmax inputs grow so large that
+/// scaling the input by 1 + 1e-6 moves output probabilities by 1e-2, and float32 rounding
+/// alone then separates any two engines by more than the tolerance. An untrained model
+/// (mean 0, std 1) gets the full `[0, 1]`.
+pub fn channel_ranges(config: &Config) -> Vec<[f32; 2]> {
+    let n = &config.normalization;
+    n.mean
+        .iter()
+        .zip(&n.std)
+        .map(|(&mean, &std)| {
+            let low = (mean - INPUT_SPREAD_STD * std).clamp(0.0, 1.0);
+            let high = (mean + INPUT_SPREAD_STD * std).clamp(0.0, 1.0);
+            if high > low { [low, high] } else { [0.0, 1.0] }
+        })
+        .collect()
+}
+
 /// The golden inputs of a model with `config`, at input size `size`. Always the same three
-/// cases for the same arguments: a phantom with structure (nested regions, shading, noise),
-/// uniform noise, and a constant image.
+/// cases for the same arguments, each channel spanning its [`channel_ranges`]: a phantom with
+/// structure (nested regions, shading, noise), uniform noise, and a constant image at the
+/// middle of each range.
 pub fn inputs(config: &Config, size: [usize; 3]) -> Vec<GoldenInput> {
-    let voxels = config.in_channels * size.iter().product::<usize>();
+    let per_channel = size.iter().product::<usize>();
+    let ranges = channel_ranges(config);
+    let span = ranges
+        .iter()
+        .map(|[low, high]| format!("[{low:.3}, {high:.3}]"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Maps a value in [0, 1] at flat index `i` into its channel's range.
+    let to_range = |i: usize, v: f32| {
+        let [low, high] = ranges[i / per_channel];
+        low + v * (high - low)
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(0x601d);
+    let phantom = phantom::nested_ellipses(1, config.in_channels, size, config.classes).image;
     vec![
         GoldenInput {
             name: "phantom",
-            description: "nested ellipses with shading and noise (msnet::phantom, seed 1)",
-            data: phantom::nested_ellipses(1, config.in_channels, size, config.classes).image,
+            description: format!(
+                "nested ellipses with shading and noise (msnet::phantom, seed 1), channels \
+                 mapped onto {span}"
+            ),
+            data: phantom
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| to_range(i, v))
+                .collect(),
         },
         GoldenInput {
             name: "noise",
-            description: "independent uniform noise in [0, 1) (ChaCha8, seed 0x601d)",
-            data: (0..voxels).map(|_| rng.random::<f32>()).collect(),
+            description: format!("independent uniform noise (ChaCha8, seed 0x601d) in {span}"),
+            data: (0..config.in_channels * per_channel)
+                .map(|i| to_range(i, rng.random::<f32>()))
+                .collect(),
         },
         GoldenInput {
             name: "constant",
-            description: "every value 0.5",
-            data: vec![0.5; voxels],
+            description: format!("each channel at the middle of {span}"),
+            data: (0..config.in_channels * per_channel)
+                .map(|i| to_range(i, 0.5))
+                .collect(),
         },
     ]
 }
@@ -347,8 +397,38 @@ mod tests {
             assert!(x.data.iter().all(|v| (0.0..=1.0).contains(v)));
         }
         assert_ne!(a[0].data, a[1].data);
+        // Untrained (mean 0, std 1): the full [0, 1], the constant case at 0.5.
+        assert!(a[2].data.iter().all(|&v| v == 0.5));
+        assert!(a[1].data.iter().any(|&v| v > 0.9) && a[1].data.iter().any(|&v| v < 0.1));
         assert_eq!(tensor_shape(2, 3, [1, 32, 48]), vec![1, 3, 32, 48]);
         assert_eq!(tensor_shape(3, 1, [16, 32, 48]), vec![1, 1, 16, 32, 48]);
+    }
+
+    #[test]
+    fn inputs_stay_within_the_training_distribution() {
+        // A fundus-like normalisation: the blue channel is dark and narrow, red near the top.
+        let mut cfg = Config::new(2, 3, 3);
+        cfg.normalization.mean = vec![0.9, 0.25, 0.075];
+        cfg.normalization.std = vec![0.1, 0.11, 0.06];
+        let ranges = channel_ranges(&cfg);
+        assert_eq!(ranges[0], [0.7, 1.0]);
+        assert!((ranges[2][0] - 0.0).abs() < 1e-6 && (ranges[2][1] - 0.195).abs() < 1e-6);
+        let n = 16 * 16;
+        for case in inputs(&cfg, [1, 16, 16]) {
+            for (c, [low, high]) in ranges.iter().enumerate() {
+                let channel = &case.data[c * n..(c + 1) * n];
+                assert!(
+                    channel.iter().all(|v| (low..=high).contains(&v)),
+                    "{} channel {c} leaves [{low}, {high}]",
+                    case.name
+                );
+            }
+            assert!(
+                case.description.contains("[0.700, 1.000]"),
+                "{}",
+                case.description
+            );
+        }
     }
 
     #[test]
