@@ -65,11 +65,18 @@ group() {
         for lr in 0.001 0.002; do
             job "pilot-wbc-s30-lr$lr" validation.csv --dataset wbc --train-size 30 --val-count 6 \
                 --val-every 25 --seed 0 --iterations 250 --checkpoint-every 50 --lr "$lr"
+        done
+        # The threshold-dynamics temperature eps (a fixed scalar, 1 by default), halved and
+        # doubled, at the chosen learning rate; 150 iterations, the budget of the final runs.
+        for eps in 0.5 2; do
+            job "pilot-wbc-s30-eps$eps" validation.csv --dataset wbc --train-size 30 --val-count 6 \
+                --val-every 25 --seed 0 --iterations 150 --checkpoint-every 50 \
+                --scalars 1 1 "$eps" 0.5
         done ;;
     longer)
-        # Is the gap to the paper at S = 30 and 60 the short schedule? Every wbc run continued
+        # Is the gap to the paper at S = 30 and 60 the short schedule? Those wbc runs continued
         # to LONGER_ITERATIONS (a copy, resumed from its checkpoint; the short run is kept).
-        for s in 30 60 10; do for seed in 0 1 2; do
+        for s in 30 60; do for seed in 0 1 2; do
             local short="$RUNS/wbc-s$s-seed$seed" long="wbc-s$s-seed$seed-${LONGER_ITERATIONS}it"
             [[ -f "$short/config.json" ]] || { echo "longer: run the wbc group first ($short)" >&2; exit 2; }
             if [[ ! -d "$RUNS/$long" ]]; then
@@ -109,9 +116,11 @@ group() {
                 --train-size "$s" --seed 0 --iterations "$ACDC_ITERATIONS" --batch-size 1
         done
         # The runs above stay at the background-only plateau (loss 0.75); half the learning
-        # rate, as for Drishti-GS1 at S = 50.
-        job "acdc-lr0.0005-s4-seed0" test-metrics.json --dataset acdc --size "$ACDC_SIZE" \
-            --train-size 4 --seed 0 --iterations "$ACDC_ITERATIONS" --batch-size 1 --lr 0.0005 ;;
+        # rate, as for Drishti-GS1 at S = 50, first at S = 4, then at every S.
+        for s in 4 2 3; do
+            job "acdc-lr0.0005-s$s-seed0" test-metrics.json --dataset acdc --size "$ACDC_SIZE" \
+                --train-size "$s" --seed 0 --iterations "$ACDC_ITERATIONS" --batch-size 1 --lr 0.0005
+        done ;;
     *)
         echo "paper-runs: unknown group '$1' (pilot wbc unet ablation drishti acdc longer)" >&2
         exit 2 ;;

@@ -13,8 +13,9 @@
 //! what those masks give.
 //!
 //! The model is the shipped white-blood-cell plan (`models/wbc-s10-seed0`, 3 classes, 112×112)
-//! standing in for a disc/cup model, which does not exist yet: its cytoplasm (class 1) plays
-//! the rim and its nucleus (class 2) the cup, and the test regions are synthetic cells.
+//! standing in for the disc/cup model (`models/fundus-disc-cup`): the test regions are
+//! synthetic cells, which that plan recognises (its cytoplasm, class 1, plays the rim and its
+//! nucleus, class 2, the cup), while fundus crops cannot be generated or shipped.
 //!
 //! A plain `main` (`harness = false`): a test harness's own threads would allocate while the
 //! counter watches.
