@@ -66,12 +66,14 @@ group() {
             job "pilot-wbc-s30-lr$lr" validation.csv --dataset wbc --train-size 30 --val-count 6 \
                 --val-every 25 --seed 0 --iterations 250 --checkpoint-every 50 --lr "$lr"
         done
-        # The threshold-dynamics temperature eps (a fixed scalar, 1 by default), halved and
-        # doubled, at the chosen learning rate; 150 iterations, the budget of the final runs.
-        for eps in 0.5 2; do
-            job "pilot-wbc-s30-eps$eps" validation.csv --dataset wbc --train-size 30 --val-count 6 \
-                --val-every 25 --seed 0 --iterations 150 --checkpoint-every 50 \
-                --scalars 1 1 "$eps" 0.5
+        # Two fixed scalars (lambda alpha eps dt, default 1 1 1 0.5), each halved and doubled
+        # alone at the chosen learning rate: the threshold-dynamics temperature eps and the
+        # step dt; 150 iterations, the budget of the final runs.
+        for scalars in "eps0.5:1 1 0.5 0.5" "eps2:1 1 2 0.5" "dt0.25:1 1 1 0.25" "dt1:1 1 1 1"; do
+            # shellcheck disable=SC2086 # the four values are four arguments
+            job "pilot-wbc-s30-${scalars%%:*}" validation.csv --dataset wbc --train-size 30 \
+                --val-count 6 --val-every 25 --seed 0 --iterations 150 --checkpoint-every 50 \
+                --scalars ${scalars#*:}
         done ;;
     longer)
         # Is the gap to the paper at S = 30 and 60 the short schedule? Those wbc runs continued
