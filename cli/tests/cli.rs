@@ -81,25 +81,26 @@ fn info_prints_the_papers_parameter_counts() {
     );
 }
 
-#[test]
-fn train_then_eval_on_a_folder_dataset() {
-    let dir = scratch("folder");
-    let data = dir.join("data");
-    write_folder_dataset(&data, 8);
-    let out = dir.join("model");
-    let (data_s, out_s) = (data.to_str().unwrap(), out.to_str().unwrap());
-    let o = msnet(&[
+/// `msnet train` on the folder dataset of [`write_folder_dataset`] (32×32, 3 test images,
+/// 3 iterations of batch 2) with `train_size` training images, into `out`, plus `extra`.
+fn folder_training<'a>(
+    data: &'a str,
+    train_size: &'a str,
+    out: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
         "train",
         "--dataset",
         "folder",
         "--data",
-        data_s,
+        data,
         "--classes",
         "0=background,128=ring,255=core",
         "--size",
         "32x32",
         "--train-size",
-        "4",
+        train_size,
         "--test-count",
         "3",
         "--iterations",
@@ -107,8 +108,20 @@ fn train_then_eval_on_a_folder_dataset() {
         "--batch-size",
         "2",
         "--out",
-        out_s,
-    ]);
+        out,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn train_then_eval_on_a_folder_dataset() {
+    let dir = scratch("folder");
+    let data = dir.join("data");
+    write_folder_dataset(&data, 8);
+    let out = dir.join("model");
+    let (data_s, out_s) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let o = msnet(&folder_training(data_s, "4", out_s, &[]));
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("test:"),
@@ -158,35 +171,21 @@ fn baseline_with_validation_writes_its_report_and_log() {
     let out = dir.join("unet");
     let (data_s, out_s) = (data.to_str().unwrap(), out.to_str().unwrap());
     let args = |val: &'static str| {
-        vec![
-            "train",
-            "--arch",
-            "unet",
-            "--unet-width",
-            "4",
-            "--dataset",
-            "folder",
-            "--data",
+        folder_training(
             data_s,
-            "--classes",
-            "0=background,128=ring,255=core",
-            "--size",
-            "32x32",
-            "--train-size",
             "5",
-            "--test-count",
-            "3",
-            "--val-count",
-            val,
-            "--val-every",
-            "2",
-            "--iterations",
-            "3",
-            "--batch-size",
-            "2",
-            "--out",
             out_s,
-        ]
+            &[
+                "--arch",
+                "unet",
+                "--unet-width",
+                "4",
+                "--val-count",
+                val,
+                "--val-every",
+                "2",
+            ],
+        )
     };
     let o = msnet(&args("2"));
     assert!(o.status.success(), "{}", text(&o));
