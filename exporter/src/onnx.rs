@@ -20,7 +20,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use msnet::graph::{self, Lowering};
+use msnet::graph::Lowering;
+use msnet::ir::{Graph, conv_output_size};
 use msnet::spec::{ConvKind, ConvSpec, Spec};
 use msnet::{Model, Weights};
 use prost::Message;
@@ -398,12 +399,10 @@ impl Lowering for OnnxLowering<'_> {
                 layer.name, layer.in_channels, layer.dims
             ));
         }
+        // Transposed layers have stride 1 (the spec's rule), so both kinds share the size rule.
         let (k, s) = (layer.kernel, layer.stride);
         let mut out = vec![1, layer.out_channels];
-        out.extend(shape.iter().skip(2).map(|&n| match layer.kind {
-            ConvKind::Conv => (n + 2).saturating_sub(k) / s + 1,
-            ConvKind::ConvTranspose => (n.saturating_sub(1) * s + k).saturating_sub(2),
-        }));
+        out.extend(shape.iter().skip(2).map(|&n| conv_output_size(n, s)));
         let op = match layer.kind {
             ConvKind::Conv => "Conv",
             ConvKind::ConvTranspose => "ConvTranspose",
@@ -574,7 +573,7 @@ pub fn build_onnx(model: &Model, shape: Option<[usize; 3]>) -> Result<ModelProto
 
     let mut lowering = OnnxLowering::new(&model.spec, &model.weights);
     let image = lowering.input(INPUT, &in_shape);
-    let out = graph::forward(&mut lowering, &model.spec, &image);
+    let out = Graph::record_at(&model.spec, size).lower(&mut lowering, image);
     let graph = lowering.finish(&out, OUTPUT)?;
 
     let config_json = serde_json::to_string(cfg)

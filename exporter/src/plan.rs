@@ -18,7 +18,8 @@
 
 use std::collections::HashMap;
 
-use msnet::graph::{self, Lowering};
+use msnet::graph::Lowering;
+use msnet::ir::{Graph, conv_output_size};
 use msnet::spec::{ConvKind, ConvSpec};
 use msnet::{Model, Spec, Weights};
 use msnet_runtime::format::{
@@ -116,7 +117,7 @@ impl Lowering for PlanLowering<'_> {
 
     fn conv(&mut self, layer: &ConvSpec, x: &usize) -> usize {
         let s = layer.stride;
-        let size = self.resized(*x, |n| (n - 1) / s + 1);
+        let size = self.resized(*x, |n| conv_output_size(n, s));
         let kind = Kind::Conv {
             layer: layer.index,
             relu: false,
@@ -365,7 +366,7 @@ pub fn compile_plan(model: &Model, size: [usize; 3]) -> Result<CompiledPlan, Exp
     let spec = &model.spec;
     let weights: &Weights = &model.weights;
     let mut lowering = PlanLowering::new(spec, size);
-    let out = graph::forward(&mut lowering, spec, &0);
+    let out = Graph::record_at(spec, size).lower(&mut lowering, 0);
     let mut nodes = lowering.nodes;
     let live = fuse(&mut nodes, out);
 

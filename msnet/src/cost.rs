@@ -1,8 +1,7 @@
-//! The cost of a forward pass, found by lowering the MSNet program onto shapes alone.
+//! The cost of a forward pass: a pass over the recorded [`Graph`], summing [`Op::cost`].
 
 use crate::Spec;
-use crate::graph::{self, Lowering};
-use crate::spec::ConvSpec;
+use crate::ir::{Graph, Op};
 
 /// Convolutions and multiply-adds of one forward pass (batch 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,92 +13,29 @@ pub struct Cost {
 }
 
 impl Cost {
-    /// Floating-point operations (2 per multiply-add).
+    /// Floating-point operations of the convolutions (2 per multiply-add).
     pub fn flops(&self) -> f64 {
         2.0 * self.macs as f64
     }
 }
 
-/// Counts what [`graph::forward`] executes for `spec` at its configured input size.
+/// Counts what [`crate::graph::forward`] executes for `spec` at its configured input size.
 pub fn forward_cost(spec: &Spec) -> Cost {
-    let cfg = &spec.config;
-    let mut counter = ShapeCounter {
-        dims: cfg.dims,
-        convs: 0,
-        macs: 0,
-    };
-    let [d, h, w] = cfg.input_size;
-    let output = graph::forward(&mut counter, spec, &[cfg.in_channels, d, h, w]);
+    graph_cost(&Graph::record(spec))
+}
+
+/// Counts what one pass over `graph` executes.
+pub fn graph_cost(graph: &Graph) -> Cost {
+    let out = graph.nodes[graph.output].shape;
+    let [d, h, w] = out.spatial;
     Cost {
-        convs: counter.convs,
-        macs: counter.macs,
-        output,
-    }
-}
-
-/// A lowering whose values are shapes `[channels, D, H, W]`; it checks that shapes agree.
-struct ShapeCounter {
-    dims: usize,
-    convs: usize,
-    macs: u64,
-}
-
-impl ShapeCounter {
-    fn same(a: &[usize; 4], b: &[usize; 4]) -> [usize; 4] {
-        assert_eq!(a, b, "MSNet program combines tensors of different shapes");
-        *a
-    }
-
-    fn spatial(&self, x: &[usize; 4], f: impl Fn(usize) -> usize) -> [usize; 4] {
-        let d = if self.dims == 3 { f(x[1]) } else { 1 };
-        [x[0], d, f(x[2]), f(x[3])]
-    }
-}
-
-impl Lowering for ShapeCounter {
-    type Value = [usize; 4];
-    fn normalize(&mut self, x: &[usize; 4], _: &[f32], _: &[f32]) -> [usize; 4] {
-        *x
-    }
-    fn conv(&mut self, l: &ConvSpec, x: &[usize; 4]) -> [usize; 4] {
-        assert_eq!(x[0], l.in_channels, "{}", l.name);
-        let s = l.stride;
-        let mut out = self.spatial(x, |n| n.div_ceil(s));
-        out[0] = l.out_channels;
-        self.convs += 1;
-        self.macs += (out.iter().product::<usize>() * l.fan_in()) as u64;
-        out
-    }
-    fn relu(&mut self, x: &[usize; 4]) -> [usize; 4] {
-        *x
-    }
-    fn add(&mut self, a: &[usize; 4], b: &[usize; 4]) -> [usize; 4] {
-        Self::same(a, b)
-    }
-    fn sub(&mut self, a: &[usize; 4], b: &[usize; 4]) -> [usize; 4] {
-        Self::same(a, b)
-    }
-    fn mul(&mut self, a: &[usize; 4], b: &[usize; 4]) -> [usize; 4] {
-        Self::same(a, b)
-    }
-    fn affine(&mut self, x: &[usize; 4], _: f32, _: f32) -> [usize; 4] {
-        *x
-    }
-    fn square(&mut self, x: &[usize; 4]) -> [usize; 4] {
-        *x
-    }
-    fn phase_softmax(&mut self, x: &[usize; 4], phases: usize) -> [usize; 4] {
-        assert_eq!(x[0] % phases, 0);
-        *x
-    }
-    fn avg_pool(&mut self, x: &[usize; 4]) -> [usize; 4] {
-        self.spatial(x, |n| n / 2)
-    }
-    fn prolong(&mut self, x: &[usize; 4]) -> [usize; 4] {
-        self.spatial(x, |n| n * 2)
-    }
-    fn class_softmax(&mut self, x: &[usize; 4]) -> [usize; 4] {
-        *x
+        convs: graph
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::Conv(_)))
+            .count(),
+        macs: graph.cost().macs,
+        output: [out.channels, d, h, w],
     }
 }
 

@@ -2,8 +2,11 @@
 //!
 //! The core of MSNet Edge. It owns what every engine shares and nothing engine-specific:
 //! - [`config`]: `config.json`, the values that fix a network and its input;
-//! - [`spec`]: the layer list (names, kinds, shapes) and [`graph`]: the V-cycle program that
-//!   the trainer (burn), the exporter (ONNX) and the runtime plan each lower;
+//! - [`spec`]: the layer list (names, kinds, shapes); [`graph`]: the V-cycle program, written
+//!   once; [`ir`]: that program recorded as a typed graph whose ops know their shapes and
+//!   costs. Every engine is a pass over the graph: [`cost`], the exporter's ONNX and plan
+//!   lowerings, the native trainer's forward and backward (burn lowers the program directly,
+//!   since it needs autodiff tensors);
 //! - [`weights`] and [`model`]: the safetensors weight file and model directories;
 //! - [`golden`]: golden bundles (deterministic inputs, reference outputs, tolerance) that
 //!   every engine is checked against;
@@ -22,6 +25,7 @@ pub mod fsutil;
 pub mod golden;
 pub mod graph;
 pub mod io;
+pub mod ir;
 pub mod metrics;
 pub mod model;
 pub mod overlay;

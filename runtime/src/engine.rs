@@ -1,9 +1,12 @@
 //! Running a validated plan in a caller-provided arena: no allocation, no panics on any
-//! input (lengths are checked up front, ranges were checked by [`Plan::parse`]).
+//! input (lengths are checked up front, ranges were checked by [`Plan::parse`]). A run
+//! flushes subnormal floats to zero on every thread that computes part of it, so that its
+//! speed does not depend on the input (see [`crate::denormals`]).
 
 use core::fmt;
 use core::ops::Range;
 
+use crate::denormals::FlushDenormals;
 use crate::kernels::{conv, elementwise, layout, resample, softmax};
 use crate::parallel::{Parallel, Sequential, split};
 use crate::plan::{Op, Plan, PlanError};
@@ -92,6 +95,10 @@ pub fn run(
 
 /// [`run`], with each large op split across the tasks of `par`. The output is bit-for-bit the
 /// same as [`run`]'s at any width (see [`crate::parallel`]).
+///
+/// For the duration of the run, subnormal floats are flushed to zero on the caller's thread
+/// and on every thread that runs a task of it ([`FlushDenormals`]); each thread's previous
+/// mode is restored afterwards.
 pub fn run_with(
     plan: &Plan<'_>,
     input: &[f32],
@@ -122,6 +129,9 @@ pub fn run_with(
     if let Some(index) = input.iter().position(|v| !v.is_finite()) {
         return Err(RunError::NonFiniteInput { index });
     }
+    // Before the first op, so every task sees it: `split` hands this thread's mode to the
+    // tasks it runs elsewhere. Dropped (the mode restored) on every return path.
+    let _flush = FlushDenormals::enable();
     for index in 0..plan.len() {
         let op = plan.op(index).map_err(RunError::Plan)?;
         execute(plan, &op, input, arena, output, par);

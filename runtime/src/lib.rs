@@ -20,6 +20,7 @@ extern crate std;
 
 #[cfg(feature = "std")]
 pub mod alloc_count;
+pub mod denormals;
 pub mod engine;
 pub mod format;
 #[cfg(feature = "std")]
@@ -30,6 +31,7 @@ pub mod plan;
 #[cfg(feature = "std")]
 pub mod pool;
 
+pub use denormals::{FlushDenormals, with_flushed_denormals};
 pub use engine::{RunError, run, run_with};
 pub use parallel::{Parallel, Sequential};
 pub use plan::{Op, Plan, PlanError};

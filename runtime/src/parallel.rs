@@ -1,13 +1,17 @@
 //! Splitting one op's output across threads, without allocating and without knowing what a
 //! thread is: the core only asks a [`Parallel`] to run numbered tasks, and the `std` layer
-//! ([`crate::host::ThreadPool`]) answers with persistent workers. [`Sequential`] runs them in
+//! (`pool::ThreadPool`) answers with persistent workers. [`Sequential`] runs them in
 //! order on the caller's thread, which is what a microcontroller gets.
 //!
 //! Every op is split into contiguous chunks of whole output units (conv rows, pixels, values),
 //! each computed exactly as in a one-thread run, so the result is bit-for-bit the same at any
-//! thread count.
+//! thread count. That includes the floating-point mode: [`split`] runs every task in the
+//! caller thread's denormal mode ([`crate::denormals`]), whichever thread the [`Parallel`]
+//! puts it on, so an implementation need not know about it.
 
 use core::ops::Range;
+
+use crate::denormals::{self, FlushDenormals};
 
 /// Runs numbered tasks, possibly at the same time.
 pub trait Parallel: Sync {
@@ -49,7 +53,8 @@ impl SharedOut {
 /// Computes `out` (`units` units of `unit_len` values each) as contiguous chunks of units,
 /// one task per chunk: `work(units_range, chunk_of_out)`. Splits only when each task gets at
 /// least `min_units`, because waking a worker for a few microseconds of work costs more than
-/// it saves.
+/// it saves. Each task runs in the caller's denormal mode (flushed during a
+/// [`crate::run_with`]) and leaves its thread's mode as it found it.
 ///
 /// Panics if `out.len() != units * unit_len` (a caller bug: plan validation fixed the sizes).
 pub fn split<F>(
@@ -70,7 +75,11 @@ pub fn split<F>(
     }
     let base = SharedOut(out.as_mut_ptr());
     let chunk = |t: usize| units * t / tasks..units * (t + 1) / tasks;
+    let mode = denormals::mode();
     par.for_each(tasks, &|t| {
+        // A register read where the thread already has the mode (the caller's, a
+        // `ThreadPool` worker's); a write and a restore where it has not.
+        let _mode = FlushDenormals::with_mode(mode);
         let r = chunk(t);
         // SAFETY: the chunks of `0..units` for distinct `t` are disjoint and lie inside
         // `0..units`, so these sub-slices of `out` are disjoint and in bounds; `out` is
@@ -99,6 +108,45 @@ mod tests {
             self.0.store(tasks, Ordering::Relaxed);
             (0..tasks).rev().for_each(task);
         }
+    }
+
+    /// Runs every task on a thread of its own, knowing nothing of denormal modes.
+    struct FreshThreads;
+    impl Parallel for FreshThreads {
+        fn width(&self) -> usize {
+            2
+        }
+        fn for_each(&self, tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+            std::thread::scope(|s| {
+                for t in 0..tasks {
+                    // A new thread may inherit its creator's mode: make it differ.
+                    s.spawn(move || {
+                        let _flip = if denormals::flushing() {
+                            FlushDenormals::with_mode(0)
+                        } else {
+                            FlushDenormals::enable()
+                        };
+                        task(t)
+                    });
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn tasks_run_in_the_callers_denormal_mode_on_any_parallel() {
+        let seen = |par: &dyn Parallel| {
+            let flushed = AtomicUsize::new(0);
+            let mut out = vec![0.0f32; 8];
+            split(par, 8, 1, 4, &mut out, |_, _| {
+                flushed.fetch_add(denormals::flushing() as usize, Ordering::Relaxed);
+            });
+            flushed.load(Ordering::Relaxed)
+        };
+        assert_eq!(seen(&FreshThreads), 0);
+        let inside = denormals::with_flushed_denormals(|| seen(&FreshThreads));
+        assert_eq!(inside, if denormals::SUPPORTED { 2 } else { 0 });
+        assert!(!denormals::flushing());
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! for a job (spinning briefly, then sleeping on a condition variable), claim task numbers from
 //! an atomic counter, and go back to waiting. Publishing a job writes a pointer and bumps a
 //! counter under a mutex, so a frame allocates nothing, whatever the thread count.
+//!
+//! A worker runs each job in the denormal mode of the thread that published it
+//! ([`crate::denormals`]: flushed during a [`crate::run_with`]) and restores its own mode when
+//! it leaves the job, so a pool shared with other code behaves like [`crate::Sequential`]
+//! there too.
 
 use std::format;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -13,6 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::vec::Vec;
 
+use crate::denormals::{self, FlushDenormals};
 use crate::parallel::Parallel;
 
 /// How long an idle worker spins before it sleeps: about 0.1 ms, longer than the gap between
@@ -25,6 +31,8 @@ const SPIN_ROUNDS: u32 = 1 << 14;
 struct Job {
     task: *const (dyn Fn(usize) + Sync + 'static),
     tasks: usize,
+    /// The publishing thread's denormal flush bits, which the workers take for the job.
+    mode: denormals::Mode,
 }
 
 // SAFETY: the pointee is `Sync`, and the pointer is only used while `for_each` keeps it alive.
@@ -147,6 +155,7 @@ impl Parallel for ThreadPool {
             state.job = Some(Job {
                 task: erased,
                 tasks,
+                mode: denormals::mode(),
             });
             let generation = shared.generation.load(Ordering::Relaxed) + 1;
             shared.generation.store(generation, Ordering::Release);
@@ -221,7 +230,10 @@ fn worker(shared: &Shared) {
         // SAFETY: we joined the job under the lock while it was set, so the caller's
         // `for_each` is still waiting for us and `task` is alive.
         let task = unsafe { &*job.task };
-        shared.drain(task, job.tasks);
+        {
+            let _mode = FlushDenormals::with_mode(job.mode);
+            shared.drain(task, job.tasks);
+        }
         shared.active.fetch_sub(1, Ordering::Release);
     }
 }

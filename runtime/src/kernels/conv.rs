@@ -66,41 +66,55 @@ impl ConvShape {
         od * oh * ow * self.cout
     }
 
-    fn depth_taps(&self) -> usize {
+    /// Depth taps of the kernel: 3 in 3D, 1 in 2D.
+    pub(super) fn depth_taps(&self) -> usize {
         if self.dims == 3 { 3 } else { 1 }
     }
 }
 
 /// Validates the call. These asserts are what makes the unchecked indexing of the fast path
 /// sound, so they stay on in release; they run once per call, not per element. Products are
-/// checked so that an absurd shape cannot wrap around into a passing length.
-fn check(shape: &ConvShape, x: usize, w: usize, rows: &Range<usize>, out: usize) {
+/// checked so that an absurd shape cannot wrap around into a passing length. `what` names the
+/// kernel in the messages (the backward kernels share the layout and so the checks; for them
+/// `w` is the weight gradient and `out` the output gradient).
+pub(super) fn check(
+    what: &str,
+    shape: &ConvShape,
+    x: usize,
+    w: usize,
+    rows: &Range<usize>,
+    out: usize,
+) {
     assert!(
         shape.dims == 2 || shape.dims == 3,
-        "conv: dims must be 2 or 3"
+        "{what}: dims must be 2 or 3"
     );
-    assert!(shape.stride >= 1, "conv: stride must be at least 1");
+    assert!(shape.stride >= 1, "{what}: stride must be at least 1");
     assert!(
         shape.dims == 3 || shape.input[0] == 1,
-        "conv: a 2D input has depth 1"
+        "{what}: a 2D input has depth 1"
     );
     let prod = |v: &[usize]| v.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
     let [d, h, wd] = shape.input;
     let [od, oh, ow] = shape.output();
-    assert_eq!(prod(&[d, h, wd, shape.cin]), Some(x), "conv: input length");
+    assert_eq!(
+        prod(&[d, h, wd, shape.cin]),
+        Some(x),
+        "{what}: input length"
+    );
     assert_eq!(
         prod(&[shape.depth_taps(), 9, shape.cin, shape.cout]),
         Some(w),
-        "conv: weights length"
+        "{what}: weights length"
     );
     assert!(
         rows.start <= rows.end && prod(&[od, oh]).is_some_and(|n| rows.end <= n),
-        "conv: row range outside the output"
+        "{what}: row range outside the output"
     );
     assert_eq!(
         prod(&[rows.end - rows.start, ow, shape.cout]),
         Some(out),
-        "conv: output length"
+        "{what}: output length"
     );
 }
 
@@ -116,7 +130,7 @@ pub fn conv_reference(
     rows: Range<usize>,
     out: &mut [f32],
 ) {
-    check(shape, x.len(), w.len(), &rows, out.len());
+    check("conv", shape, x.len(), w.len(), &rows, out.len());
     let [d, h, wd] = shape.input;
     let [_, oh, ow] = shape.output();
     let (cin, cout, s) = (shape.cin, shape.cout, shape.stride);
@@ -218,7 +232,7 @@ fn conv_portable(
 /// Methods may rely on CPU features; they are only called (inlined) from functions compiled
 /// with those features and entered after checking for them. Pointer arguments must be valid
 /// for the lanes they touch: `N` lanes, or the first `n` lanes of a mask made by `mask(n)`.
-unsafe trait Simd {
+pub(super) unsafe trait Simd {
     const N: usize;
     type V: Copy;
     type M: Copy;
@@ -237,7 +251,7 @@ unsafe trait Simd {
 
 /// Plain arrays: LLVM turns them into SSE on x86_64 and NEON on aarch64. `a * b + c` rather
 /// than `mul_add`: without a hardware FMA, `mul_add` is a slow libm call (and core has none).
-struct Portable;
+pub(super) struct Portable;
 
 unsafe impl Simd for Portable {
     const N: usize = 4;
@@ -297,17 +311,17 @@ unsafe impl Simd for Portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx {
+pub(super) mod avx {
     use super::{ConvShape, Range, Simd};
     use core::arch::x86_64::*;
 
     /// AVX2 + FMA, 8 lanes. Intrinsics rather than autovectorised `mul_add`: core has no
     /// `mul_add`, and LLVM does not contract `a * b + c` on its own.
-    pub(super) struct Avx2;
+    pub(in crate::kernels) struct Avx2;
 
     /// Whether the AVX2+FMA path may run here.
     #[inline]
-    pub(super) fn available() -> bool {
+    pub(in crate::kernels) fn available() -> bool {
         #[cfg(feature = "std")]
         {
             std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
@@ -388,12 +402,12 @@ mod avx {
 // NEON intrinsics without pointers are safe to call where NEON is enabled, which it always is
 // on aarch64; the blocks keep the code the same shape as the x86 one.
 #[allow(unused_unsafe)]
-mod neon {
+pub(super) mod neon {
     use super::{Portable, Simd};
     use core::arch::aarch64::*;
 
     /// NEON, 4 lanes, with `fmla` (`vfmaq_f32`): `a * b + c` would not be fused.
-    pub(super) struct Neon;
+    pub(in crate::kernels) struct Neon;
 
     unsafe impl Simd for Neon {
         const N: usize = 4;
@@ -479,7 +493,7 @@ unsafe fn conv_with<S: Simd, const NVW: usize, const NXW: usize, const NXN: usiz
     rows: Range<usize>,
     out: &mut [f32],
 ) {
-    check(shape, x.len(), w.len(), &rows, out.len());
+    check("conv", shape, x.len(), w.len(), &rows, out.len());
     if out.is_empty() {
         return;
     }

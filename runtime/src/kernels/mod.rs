@@ -4,6 +4,7 @@
 //! checked; they never allocate.
 
 pub mod conv;
+pub mod conv_grad;
 pub mod elementwise;
 pub mod layout;
 pub mod resample;

@@ -124,6 +124,84 @@ pub fn prolong(x: &[f32], grid: &Grid, rows: Range<usize>, out: &mut [f32]) {
     }
 }
 
+/// Adjoint (transpose) of [`avg_pool`] over the whole tensor, for backpropagation: `grid` is
+/// the fine grid (the pool's input), `dy` the full pooled-size gradient, and `dx` (full fine
+/// size) is overwritten with the gradient w.r.t. the pool's input. Each fine cell gets its
+/// block's `dy` times the pool weight; a trailing row, column or plane that the pool floors
+/// away gets 0.
+pub fn avg_pool_adjoint(dy: &[f32], grid: &Grid, dx: &mut [f32]) {
+    let [d, h, w] = grid.size;
+    let fd = grid.depth_factor();
+    let [od, oh, ow] = grid.pooled();
+    let c = grid.channels;
+    // Up front: a short `dx` would otherwise be left partly stale, not rejected.
+    assert_eq!(dx.len(), d * h * w * c, "avg_pool_adjoint: dx length");
+    assert_eq!(dy.len(), od * oh * ow * c, "avg_pool_adjoint: dy length");
+    let weight = 1.0 / (fd * 4) as f32;
+    // Blocks do not overlap, so every covered cell is written exactly once; the floored
+    // remainder is whatever this fill leaves.
+    dx.fill(0.0);
+    for row in 0..od * oh {
+        let (z, y) = (row / oh, row % oh);
+        for xo in 0..ow {
+            let g = &dy[(row * ow + xo) * c..][..c];
+            for dz in 0..fd {
+                for ddy in 0..2 {
+                    let dst_row = ((z * fd + dz) * h + y * 2 + ddy) * w;
+                    let s = (dst_row + xo * 2) * c;
+                    for (k, &g) in g.iter().enumerate() {
+                        dx[s + k] = weight * g;
+                        dx[s + c + k] = weight * g;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adjoint (transpose) of [`prolong`] over the whole tensor, for backpropagation: `grid` is
+/// the coarse grid (the prolongation's input), `dy` the full prolonged-size gradient, and `dx`
+/// (coarse size) is overwritten with the gradient w.r.t. the prolongation's input.
+///
+/// Scatters each fine cell's `dy` back along the very taps [`prolong`] read, so it is the
+/// exact transpose edge clamping included: at an edge both taps of an axis land on the same
+/// coarse index and both weights arrive there (¾ + ¼). The scatter order is fixed (fine cells
+/// in row-major order), so the result is deterministic.
+pub fn prolong_adjoint(dy: &[f32], grid: &Grid, dx: &mut [f32]) {
+    let [d, h, w] = grid.size;
+    let [od, oh, ow] = grid.prolonged();
+    let c = grid.channels;
+    assert_eq!(dx.len(), d * h * w * c, "prolong_adjoint: dx length");
+    assert_eq!(dy.len(), od * oh * ow * c, "prolong_adjoint: dy length");
+    let resample_depth = grid.depth_factor() == 2;
+    let depth_taps = if resample_depth { 2 } else { 1 };
+    dx.fill(0.0);
+    for row in 0..od * oh {
+        let (z, y) = (row / oh, row % oh);
+        let tz = if resample_depth {
+            taps(z, d)
+        } else {
+            [(z, 1.0), (z, 0.0)]
+        };
+        let ty = taps(y, h);
+        for xo in 0..ow {
+            let tx = taps(xo, w);
+            let g = &dy[(row * ow + xo) * c..][..c];
+            for &(iz, wz) in &tz[..depth_taps] {
+                for &(iy, wy) in &ty {
+                    for &(ix, wx) in &tx {
+                        let wgt = wz * wy * wx;
+                        let s = ((iz * h + iy) * w + ix) * c;
+                        for (v, &g) in dx[s..s + c].iter_mut().zip(g) {
+                            *v += wgt * g;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -173,5 +251,135 @@ mod tests {
         };
         prolong(&ones, &grid, 0..grid.prolonged_rows(), &mut out);
         assert!(out.iter().all(|&v| (v - 1.0).abs() < 1e-6));
+    }
+
+    struct XorShift(u64);
+    impl XorShift {
+        fn fill(&mut self, n: usize) -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    self.0 ^= self.0 << 13;
+                    self.0 ^= self.0 >> 7;
+                    self.0 ^= self.0 << 17;
+                    // Uniform in [-1, 1).
+                    ((self.0 >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+                })
+                .collect()
+        }
+    }
+
+    fn grids() -> Vec<Grid> {
+        let mut v = Vec::new();
+        for channels in [1, 3, 16] {
+            for size in [
+                [1, 1, 1],
+                [1, 2, 2],
+                [1, 4, 6],
+                [1, 5, 7],
+                [1, 3, 8],
+                [1, 1, 5],
+            ] {
+                v.push(Grid {
+                    dims: 2,
+                    size,
+                    channels,
+                });
+            }
+            for size in [
+                [1, 1, 1],
+                [2, 2, 2],
+                [2, 4, 6],
+                [3, 5, 7],
+                [5, 2, 3],
+                [4, 1, 9],
+            ] {
+                v.push(Grid {
+                    dims: 3,
+                    size,
+                    channels,
+                });
+            }
+        }
+        v
+    }
+
+    /// `<A x, y> == <x, Aᵀ y>` in f64, to 1e-5 of the sum of |terms| on the left.
+    fn assert_adjoint(ax: &[f32], y: &[f32], x: &[f32], aty: &[f32], what: &str) {
+        let dot = |a: &[f32], b: &[f32]| -> f64 {
+            a.iter().zip(b).map(|(&a, &b)| a as f64 * b as f64).sum()
+        };
+        let mag: f64 = ax
+            .iter()
+            .zip(y)
+            .map(|(&a, &b)| (a as f64 * b as f64).abs())
+            .sum();
+        let (lhs, rhs) = (dot(ax, y), dot(x, aty));
+        assert!(
+            (lhs - rhs).abs() <= 1e-5 * mag.max(1e-30),
+            "{what}: <Ax, y> = {lhs}, <x, Aᵀy> = {rhs}"
+        );
+    }
+
+    #[test]
+    fn avg_pool_adjoint_is_the_transpose() {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        for grid in grids() {
+            let [d, h, w] = grid.pooled();
+            let x = rng.fill(grid.size.iter().product::<usize>() * grid.channels);
+            let y = rng.fill(d * h * w * grid.channels);
+            let mut ax = std::vec![f32::NAN; y.len()];
+            avg_pool(&x, &grid, 0..grid.pooled_rows(), &mut ax);
+            let mut aty = std::vec![f32::NAN; x.len()];
+            avg_pool_adjoint(&y, &grid, &mut aty);
+            assert_adjoint(&ax, &y, &x, &aty, &std::format!("{grid:?}"));
+        }
+    }
+
+    #[test]
+    fn prolong_adjoint_is_the_transpose() {
+        let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+        for grid in grids() {
+            let [d, h, w] = grid.prolonged();
+            let x = rng.fill(grid.size.iter().product::<usize>() * grid.channels);
+            let y = rng.fill(d * h * w * grid.channels);
+            let mut ax = std::vec![f32::NAN; y.len()];
+            prolong(&x, &grid, 0..grid.prolonged_rows(), &mut ax);
+            let mut aty = std::vec![f32::NAN; x.len()];
+            prolong_adjoint(&y, &grid, &mut aty);
+            assert_adjoint(&ax, &y, &x, &aty, &std::format!("{grid:?}"));
+        }
+    }
+
+    #[test]
+    fn adjoints_by_hand() {
+        // Pool of a 2×3 fine grid: one block, the trailing column gets nothing.
+        let fine = Grid {
+            dims: 2,
+            size: [1, 2, 3],
+            channels: 1,
+        };
+        let mut dx = [f32::NAN; 6];
+        avg_pool_adjoint(&[8.0], &fine, &mut dx);
+        assert_eq!(dx, [2.0, 2.0, 0.0, 2.0, 2.0, 0.0]);
+        // Prolongation of a 1×3 row (see the forward test): both fine rows clamp to row 0.
+        // A unit at fine x = 0 goes back whole to coarse 0 (both taps clamp there); at
+        // x = 1 it splits ¾ / ¼.
+        let coarse = Grid {
+            dims: 2,
+            size: [1, 1, 3],
+            channels: 1,
+        };
+        let mut dx = [f32::NAN; 3];
+        let mut dy = [0.0; 12];
+        dy[0] = 1.0;
+        prolong_adjoint(&dy, &coarse, &mut dx);
+        assert_eq!(dx, [1.0, 0.0, 0.0]);
+        dy[0] = 0.0;
+        dy[1] = 1.0;
+        prolong_adjoint(&dy, &coarse, &mut dx);
+        assert_eq!(dx, [0.75, 0.25, 0.0]);
+        // Every fine cell's weights sum to 1, so the adjoint conserves the total.
+        prolong_adjoint(&[1.0; 12], &coarse, &mut dx);
+        assert_eq!(dx, [4.0, 4.0, 4.0]);
     }
 }
