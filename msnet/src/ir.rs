@@ -35,11 +35,6 @@ impl Shape {
         self.len() == 0
     }
 
-    /// Positions per sample (`D·H·W`).
-    pub fn voxels(&self) -> usize {
-        self.spatial.iter().product()
-    }
-
     /// Applies `f` to every spatial axis of a `dims`-dimensional value (depth stays 1 in 2D).
     fn map_spatial(&self, dims: usize, f: impl Fn(usize) -> usize) -> Shape {
         let [d, h, w] = self.spatial;
@@ -269,11 +264,6 @@ impl Graph {
         recorder.graph
     }
 
-    /// The input node (always the first).
-    pub fn input(&self) -> &Node {
-        &self.nodes[0]
-    }
-
     /// Shapes of a node's inputs.
     pub fn input_shapes(&self, node: &Node) -> Vec<Shape> {
         node.inputs.iter().map(|&i| self.nodes[i].shape).collect()
@@ -289,18 +279,6 @@ impl Graph {
                 bytes: acc.bytes + c.bytes,
             }
         })
-    }
-
-    /// For each node, the number of nodes that read it (the output counts as one reader).
-    pub fn readers(&self) -> Vec<usize> {
-        let mut readers = vec![0; self.nodes.len()];
-        for n in &self.nodes {
-            for &i in &n.inputs {
-                readers[i] += 1;
-            }
-        }
-        readers[self.output] += 1;
-        readers
     }
 
     /// For each node, whether the output depends on it.

@@ -5,7 +5,8 @@
 //! 1.2e-38): the phase softmax of a confident pixel gives its losing phases `exp(-100)`-scale
 //! weights, and the FEM's products of small probabilities push them further down. Most CPUs
 //! compute with such values through a slow microcode path, dozens of times slower than a
-//! normal multiply, and a frame full of them ran 2x slower than one without.
+//! normal multiply; the shipped fundus model was reported to run at half speed because of
+//! them (the runtime-speed issue's profile).
 //!
 //! Why flush rather than never create them: they come out of ordinary arithmetic in several
 //! kernels (exponentials, products, scaled updates), so avoiding them would mean a clamp after

@@ -693,22 +693,9 @@ unsafe fn block<S: Simd, const NV: usize, const NX: usize, const PART: bool>(
 mod tests {
     extern crate std;
     use super::*;
+    use crate::kernels::test_support::{XorShift, assert_close, shape};
     use std::vec;
     use std::vec::Vec;
-
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> f32 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            // Uniform in [-1, 1).
-            ((self.0 >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-        }
-        fn fill(&mut self, n: usize) -> Vec<f32> {
-            (0..n).map(|_| self.next()).collect()
-        }
-    }
 
     /// Independent of `conv_reference`: signed coordinates and a padded-read helper, the whole
     /// output at once.
@@ -754,34 +741,12 @@ mod tests {
         out
     }
 
-    fn shape(dims: usize, input: [usize; 3], cin: usize, cout: usize, stride: usize) -> ConvShape {
-        ConvShape {
-            dims,
-            input,
-            cin,
-            cout,
-            stride,
-        }
-    }
-
     type Kernel = fn(&ConvShape, &[f32], &[f32], bool, Range<usize>, &mut [f32]);
 
     fn run(k: Kernel, s: &ConvShape, x: &[f32], w: &[f32], relu: bool) -> Vec<f32> {
         let mut out = vec![f32::NAN; s.output_len()];
         k(s, x, w, relu, 0..s.rows(), &mut out);
         out
-    }
-
-    /// Elementwise error bound: 1e-5 of the sum of |terms| (what rounding can move a sum by).
-    fn assert_close(got: &[f32], want: &[f32], scale: &[f32], what: &str) {
-        assert_eq!(got.len(), want.len(), "{what}: length");
-        for (i, ((g, w), s)) in got.iter().zip(want).zip(scale).enumerate() {
-            let tol = 1e-5 * s.max(1e-20);
-            assert!(
-                (g - w).abs() <= tol,
-                "{what}: element {i}: got {g}, want {w} (tolerance {tol})"
-            );
-        }
     }
 
     fn shapes() -> Vec<ConvShape> {

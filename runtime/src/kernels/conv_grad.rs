@@ -84,15 +84,7 @@ pub fn weight_grad_reference(
 /// The name of the path [`weight_grad`] takes on this CPU: `avx2+fma`, `neon`, or `portable`
 /// (the same choice, by the same test, as the forward [`path`](super::conv::path)).
 pub fn weight_grad_path() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    if super::conv::avx::available() {
-        return "avx2+fma";
-    }
-    if cfg!(target_arch = "aarch64") {
-        "neon"
-    } else {
-        "portable"
-    }
+    super::conv::path()
 }
 
 /// The fastest path available on this CPU (same contract as [`weight_grad_reference`]; the
@@ -426,32 +418,9 @@ mod tests {
     extern crate std;
     use super::super::conv::conv_reference;
     use super::*;
+    use crate::kernels::test_support::{XorShift, assert_close, shape};
     use std::vec;
     use std::vec::Vec;
-
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> f32 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            // Uniform in [-1, 1).
-            ((self.0 >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-        }
-        fn fill(&mut self, n: usize) -> Vec<f32> {
-            (0..n).map(|_| self.next()).collect()
-        }
-    }
-
-    fn shape(dims: usize, input: [usize; 3], cin: usize, cout: usize, stride: usize) -> ConvShape {
-        ConvShape {
-            dims,
-            input,
-            cin,
-            cout,
-            stride,
-        }
-    }
 
     type Kernel = fn(&ConvShape, &[f32], &[f32], Range<usize>, &mut [f32]);
 
@@ -472,18 +441,6 @@ mod tests {
         let n = row_len(s);
         k(s, x, &dy[rows.start * n..rows.end * n], rows, &mut dw);
         dw
-    }
-
-    /// Elementwise error bound: 1e-5 of the sum of |terms| (what rounding can move a sum by).
-    fn assert_close(got: &[f32], want: &[f32], scale: &[f32], what: &str) {
-        assert_eq!(got.len(), want.len(), "{what}: length");
-        for (i, ((g, w), s)) in got.iter().zip(want).zip(scale).enumerate() {
-            let tol = 1e-5 * s.max(1e-20);
-            assert!(
-                (g - w).abs() <= tol,
-                "{what}: element {i}: got {g}, want {w} (tolerance {tol})"
-            );
-        }
     }
 
     fn shapes() -> Vec<ConvShape> {

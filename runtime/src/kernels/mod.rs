@@ -9,3 +9,5 @@ pub mod elementwise;
 pub mod layout;
 pub mod resample;
 pub mod softmax;
+#[cfg(test)]
+mod test_support;

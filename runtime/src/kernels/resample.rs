@@ -90,34 +90,61 @@ fn taps(o: usize, n: usize) -> [(usize, f32); 2] {
 /// `[2D or D][2H][2W][C]` result); `out` holds exactly those rows. `out[2i] = ¾x[i] + ¼x[i−1]`,
 /// `out[2i+1] = ¾x[i] + ¼x[i+1]` on each resampled axis, indices clamped to the edge.
 pub fn prolong(x: &[f32], grid: &Grid, rows: Range<usize>, out: &mut [f32]) {
-    let [d, h, w] = grid.size;
-    let [_, oh, ow] = grid.prolonged();
+    let [_, _, ow] = grid.prolonged();
     let c = grid.channels;
-    let resample_depth = grid.depth_factor() == 2;
-    // In 2D the depth "axis" is one plane copied with weight 1.
-    let depth_taps = if resample_depth { 2 } else { 1 };
     for (i, row) in rows.enumerate() {
-        let (z, y) = (row / oh, row % oh);
-        let tz = if resample_depth {
-            taps(z, d)
-        } else {
-            [(z, 1.0), (z, 0.0)]
-        };
-        let ty = taps(y, h);
+        let taps = RowTaps::new(grid, row);
         for xo in 0..ow {
-            let tx = taps(xo, w);
             let o = (i * ow + xo) * c;
             let dst = &mut out[o..o + c];
             dst.fill(0.0);
-            for &(iz, wz) in &tz[..depth_taps] {
-                for &(iy, wy) in &ty {
-                    for &(ix, wx) in &tx {
-                        let wgt = wz * wy * wx;
-                        let s = ((iz * h + iy) * w + ix) * c;
-                        for (k, v) in dst.iter_mut().enumerate() {
-                            *v += wgt * x[s + k];
-                        }
-                    }
+            taps.for_each(xo, |s, wgt| {
+                for (k, v) in dst.iter_mut().enumerate() {
+                    *v += wgt * x[s + k];
+                }
+            });
+        }
+    }
+}
+
+/// The coarse cells that one output row of [`prolong`] reads, shared by [`prolong`] and
+/// [`prolong_adjoint`] so that the adjoint is the transpose by construction.
+struct RowTaps<'g> {
+    grid: &'g Grid,
+    tz: [(usize, f32); 2],
+    ty: [(usize, f32); 2],
+    /// In 2D the depth "axis" is one plane copied with weight 1.
+    depth_taps: usize,
+}
+
+impl<'g> RowTaps<'g> {
+    fn new(grid: &'g Grid, row: usize) -> Self {
+        let [d, h, _] = grid.size;
+        let [_, oh, _] = grid.prolonged();
+        let (z, y) = (row / oh, row % oh);
+        let resample_depth = grid.depth_factor() == 2;
+        Self {
+            grid,
+            tz: if resample_depth {
+                taps(z, d)
+            } else {
+                [(z, 1.0), (z, 0.0)]
+            },
+            ty: taps(y, h),
+            depth_taps: if resample_depth { 2 } else { 1 },
+        }
+    }
+
+    /// Calls `f(offset, weight)` for each coarse cell output column `xo` reads: `offset` is
+    /// the cell's first channel in the coarse tensor.
+    #[inline]
+    fn for_each(&self, xo: usize, mut f: impl FnMut(usize, f32)) {
+        let [_, h, w] = self.grid.size;
+        let tx = taps(xo, w);
+        for &(iz, wz) in &self.tz[..self.depth_taps] {
+            for &(iy, wy) in &self.ty {
+                for &(ix, wx) in &tx {
+                    f(((iz * h + iy) * w + ix) * self.grid.channels, wz * wy * wx);
                 }
             }
         }
@@ -173,31 +200,16 @@ pub fn prolong_adjoint(dy: &[f32], grid: &Grid, dx: &mut [f32]) {
     let c = grid.channels;
     assert_eq!(dx.len(), d * h * w * c, "prolong_adjoint: dx length");
     assert_eq!(dy.len(), od * oh * ow * c, "prolong_adjoint: dy length");
-    let resample_depth = grid.depth_factor() == 2;
-    let depth_taps = if resample_depth { 2 } else { 1 };
     dx.fill(0.0);
     for row in 0..od * oh {
-        let (z, y) = (row / oh, row % oh);
-        let tz = if resample_depth {
-            taps(z, d)
-        } else {
-            [(z, 1.0), (z, 0.0)]
-        };
-        let ty = taps(y, h);
+        let taps = RowTaps::new(grid, row);
         for xo in 0..ow {
-            let tx = taps(xo, w);
             let g = &dy[(row * ow + xo) * c..][..c];
-            for &(iz, wz) in &tz[..depth_taps] {
-                for &(iy, wy) in &ty {
-                    for &(ix, wx) in &tx {
-                        let wgt = wz * wy * wx;
-                        let s = ((iz * h + iy) * w + ix) * c;
-                        for (v, &g) in dx[s..s + c].iter_mut().zip(g) {
-                            *v += wgt * g;
-                        }
-                    }
+            taps.for_each(xo, |s, wgt| {
+                for (v, &g) in dx[s..s + c].iter_mut().zip(g) {
+                    *v += wgt * g;
                 }
-            }
+            });
         }
     }
 }
@@ -206,6 +218,7 @@ pub fn prolong_adjoint(dy: &[f32], grid: &Grid, dx: &mut [f32]) {
 mod tests {
     extern crate std;
     use super::*;
+    use crate::kernels::test_support::XorShift;
     use std::vec::Vec;
 
     #[test]
@@ -251,21 +264,6 @@ mod tests {
         };
         prolong(&ones, &grid, 0..grid.prolonged_rows(), &mut out);
         assert!(out.iter().all(|&v| (v - 1.0).abs() < 1e-6));
-    }
-
-    struct XorShift(u64);
-    impl XorShift {
-        fn fill(&mut self, n: usize) -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    self.0 ^= self.0 << 13;
-                    self.0 ^= self.0 >> 7;
-                    self.0 ^= self.0 << 17;
-                    // Uniform in [-1, 1).
-                    ((self.0 >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-                })
-                .collect()
-        }
     }
 
     fn grids() -> Vec<Grid> {
