@@ -48,8 +48,10 @@ job() {
         return
     fi
     local resume=""
-    [[ -d "$out/checkpoint" ]] && resume="--resume"
-    local cmd="RAYON_NUM_THREADS=1 '$MSNET' train $* --out '$out' $resume > '$RUNS/$name.log' 2>&1"
+    # A crash mid-swap can leave only checkpoint.new/ or checkpoint.old/; --resume finds them.
+    [[ -d "$out/checkpoint" || -d "$out/checkpoint.new" || -d "$out/checkpoint.old" ]] && resume="--resume"
+    # The runs of docs/results.md were trained (and their checkpoints written) by burn.
+    local cmd="RAYON_NUM_THREADS=1 '$MSNET' train --engine burn $* --out '$out' $resume > '$RUNS/$name.log' 2>&1"
     if [[ "$result" == test-metrics.json ]]; then
         cmd+=" && '$MSNET' eval --model '$out' --json > '$out/$result.tmp' && mv '$out/$result.tmp' '$out/$result'"
     fi

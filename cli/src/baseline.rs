@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use msnet::data::{Dataset, DatasetKind};
 use msnet_trainer::baseline::UNet;
-use msnet_trainer::{BaselineRun, Outcome, TrainOptions, Validation, baseline_labels, device};
+use msnet_trainer::{BaselineRun, baseline_labels, device};
+use msnet_training::{Outcome, TrainOptions, Validation};
 use serde_json::json;
 
 use crate::eval::{self, TestSetup};

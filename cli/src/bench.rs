@@ -1,5 +1,6 @@
-//! `msnet bench-train`: training throughput (forward + backward + Adam) on generated
-//! phantoms, printed as JSON. A benchmark, not a test: run it on the machine you care about.
+//! `msnet bench-train`: training throughput (forward + backward + Adam) of an engine on
+//! generated phantoms, printed as JSON. A benchmark, not a test: run it on the machine you
+//! care about.
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -10,13 +11,16 @@ use clap::Args;
 use msnet::config::{InitSpec, TrainingRecord};
 use msnet::phantom::nested_ellipses;
 use msnet::{Config, Spec};
-use msnet_trainer::{Run, TrainOptions, device};
+use msnet_training::{Run, TrainOptions};
 use serde_json::json;
 
 use crate::setup::parse_size;
+use crate::train::EngineArgs;
 
 #[derive(Args)]
 pub struct BenchArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Input size HxW (2D) or DxHxW (3D).
     #[arg(long, default_value = "112x112")]
     size: String,
@@ -66,6 +70,7 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         seconds: 0.0,
         hardware: String::new(),
         folder_classes: None,
+        augmentation: Default::default(),
     };
     let warmup = 2;
     let mut stamps = Vec::new();
@@ -76,7 +81,10 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         checkpoint_every: usize::MAX,
         ..TrainOptions::default()
     };
-    msnet_trainer::train(
+    let mut engine = a.engine.build(&spec, &opts)?;
+    let _ = std::fs::remove_dir_all(&out);
+    msnet_training::train(
+        &mut *engine,
         &spec,
         &samples,
         &opts,
@@ -84,7 +92,6 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
             out: &out,
             resume: false,
             record,
-            device: device::device(),
             validation: None,
         },
         &mut |_| stamps.push(started.elapsed().as_secs_f64()),
@@ -95,6 +102,11 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
     let mut per_iter: Vec<f64> = timed.collect();
     per_iter.sort_by(f64::total_cmp);
     let median = per_iter[per_iter.len() / 2];
+    // A training step's arithmetic: the forward pass, and per convolution its data and weight
+    // gradients (each as many multiply-adds as the forward convolution); elementwise work
+    // counted once.
+    let cost = msnet::ir::Graph::record(&spec).cost();
+    let training_flops = (cost.flops + 2 * 2 * cost.macs) as f64 * a.batch_size as f64;
     let mean = per_iter.iter().sum::<f64>() / per_iter.len() as f64;
     let report = json!({
         "benchmark": "train_step",
@@ -108,8 +120,20 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         "median_seconds_per_iteration": median,
         "mean_seconds_per_iteration": mean,
         "images_per_second": a.batch_size as f64 / median,
-        "backend": device::describe(),
+        "gflops_per_second": training_flops / median / 1e9,
+        "peak_rss_mib": peak_rss_mib(),
+        "engine": engine.name(),
+        "threads": if engine.name() == "native" { Some(a.engine.threads()) } else { None },
+        "backend": engine.describe(),
     });
     println!("{report}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The process's peak resident memory (Linux `VmHWM`), if the platform reports it.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

@@ -1,7 +1,8 @@
 //! `msnet`: the host command of MSNet Edge (train, evaluate, export, inspect).
 //!
 //! A thin shell over the library crates: argument parsing, progress display and printing live
-//! here; the network, data and metrics live in `msnet`, training in `msnet-trainer`, export in
+//! here; the network, data and metrics live in `msnet`, the training loop in `msnet-training`
+//! (its engines: burn in `msnet-trainer`, the native trainer in `msnet-native`), export in
 //! `msnet-exporter`.
 
 mod baseline;
@@ -32,14 +33,16 @@ enum Command {
     /// Print a network's layer count, parameter count and cost (from flags or a model
     /// directory).
     Info(info::InfoArgs),
-    /// Train MSNet on a dataset; writes config.json + model.safetensors and checkpoints.
+    /// Train MSNet on a dataset with the native or the burn engine (--engine); writes
+    /// config.json + model.safetensors and checkpoints.
     Train(train::TrainArgs),
     /// Evaluate a trained model on its held-out test split (Acc, IoU, DSC, ASD per class).
     Eval(eval::EvalArgs),
     /// Export a trained model to ONNX, a tract NNEF plan and golden input/output bundles,
     /// checked against the burn forward pass before anything is written.
     Export(export::ExportArgs),
-    /// Benchmark training throughput (images/s) on generated phantoms; prints JSON.
+    /// Benchmark training throughput (images/s) of an engine (--engine) on generated
+    /// phantoms; prints JSON.
     BenchTrain(bench::BenchArgs),
     /// Benchmark tract on an exported model (tract-onnx and tract-nnef); prints JSON lines.
     BenchTract(bench_tract::BenchTractArgs),

@@ -1,4 +1,5 @@
-//! `msnet train`: load a dataset, print the split, train with a progress bar.
+//! `msnet train`: load a dataset, print the split, build the engine, train with a progress
+//! bar (the loop is `msnet_training::train`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,11 +11,79 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use msnet::config::{InitSpec, TrainingRecord};
-use msnet::{Model, Spec};
-use msnet_trainer::{Outcome, Run, Step, TrainOptions, Validation, checkpoint, device};
+use msnet::config::{Augmentation, InitSpec, TrainingRecord};
+use msnet::{Spec, Weights};
+use msnet_trainer::{BurnEngine, device};
+use msnet_training::{
+    Engine, Outcome, Run, Step, TrainError, TrainOptions, Validation, checkpoint,
+};
+
+use msnet_native::{NativeOptions, NativeTrainer};
 
 use crate::{DataArgs, baseline, setup};
+
+/// Which engine computes the training steps.
+#[derive(Args, Clone)]
+pub struct EngineArgs {
+    /// Training engine. native: MSNet's own CPU trainer on the runtime's kernels (the ones a
+    /// device runs), no burn; it uses --threads threads. burn: burn's flex CPU backend (the
+    /// reference); its threads follow RAYON_NUM_THREADS. Both run the same loop (batches,
+    /// schedule, Adam, checkpoints); a checkpoint resumes only with the engine that wrote it.
+    #[arg(long, default_value = "native", value_parser = ["native", "burn"])]
+    pub engine: String,
+    /// Threads of the native engine (default: the available parallelism). burn ignores it and
+    /// keeps RAYON_NUM_THREADS.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl EngineArgs {
+    /// The native engine's thread count: --threads, else the available parallelism.
+    pub fn threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    /// Builds the engine with fresh weights (`msnet::weights::init`).
+    pub fn build(&self, spec: &Spec, opts: &TrainOptions) -> Result<Box<dyn Engine>> {
+        if self.engine == "burn" && self.threads.is_some() {
+            eprintln!(
+                "note: --threads is for the native engine; burn uses RAYON_NUM_THREADS threads"
+            );
+        }
+        let weights = msnet::weights::init(spec, opts.seed, opts.init);
+        engine_for(&self.engine, spec, &weights, opts, self.threads())
+    }
+}
+
+/// The engine called `name` (`native` or `burn`), starting from `weights`.
+pub(crate) fn engine_for(
+    name: &str,
+    spec: &Spec,
+    weights: &Weights,
+    opts: &TrainOptions,
+    threads: usize,
+) -> Result<Box<dyn Engine>> {
+    if threads == 0 {
+        anyhow::bail!("--threads must be at least 1");
+    }
+    match name {
+        "native" => {
+            let native = NativeOptions {
+                threads,
+                adam_epsilon: opts.adam_epsilon,
+            };
+            Ok(Box::new(NativeTrainer::new(spec, weights, native)?))
+        }
+        "burn" => Ok(Box::new(BurnEngine::new(
+            spec,
+            weights,
+            opts,
+            device::device(),
+        ))),
+        other => anyhow::bail!("unknown engine {other:?}; use native or burn"),
+    }
+}
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -46,12 +115,24 @@ pub struct TrainArgs {
     /// Write a checkpoint every this many iterations (Ctrl-C also writes one).
     #[arg(long, default_value_t = 100)]
     checkpoint_every: usize,
-    /// Continue from OUT/checkpoint (same data options and seed as the first run).
+    /// Continue from OUT/checkpoint (same data options, seed and --engine as the first run).
+    /// Without it (or --force), an OUT that already holds a model or checkpoint is refused.
     #[arg(long)]
     resume: bool,
+    /// Start afresh even if OUT holds a model or checkpoint: they are deleted first (other
+    /// files, such as evaluations and exports, are kept).
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
     /// Initialisation gain of the hidden convolutions (uniform ±gain/sqrt(fan_in)).
     #[arg(long, default_value_t = InitSpec::default().gain)]
     init_gain: f32,
+    /// Augmentation of the training images, seeded by --seed and recorded in config.json:
+    /// none, default (flip, rot90, brightness=0.1, contrast=0.1, gamma=0.1), or a comma list
+    /// of flip (H and W, each with probability 1/2), rot90 (in-plane quarter turns; half turns
+    /// when H != W), brightness=A (offset ±A), contrast=A (scale 1±A around 0.5), gamma=A
+    /// (power exp(±A)). Off unless validation shows it helps.
+    #[arg(long, default_value = "none", value_parser = parse_augmentation)]
+    augment: Augmentation,
     /// Initialisation gain of the output convolutions O1, O2.
     #[arg(long, default_value_t = InitSpec::default().out_gain)]
     out_gain: f32,
@@ -73,18 +154,33 @@ pub struct TrainArgs {
     #[arg(long)]
     val_every: Option<usize>,
     /// Network: msnet, or unet (the paper's U-Net baseline, narrowed by --unet-width; 2D,
-    /// training only: it writes OUT/baseline.json with its test metrics, and no model).
+    /// training only, always with burn: it writes OUT/baseline.json with its test metrics, and
+    /// no model).
     #[arg(long, default_value = "msnet", value_parser = ["msnet", "unet"])]
     arch: String,
     /// Base channel width of the U-Net baseline (the original: 64, 31M parameters).
     #[arg(long, default_value_t = 16)]
     unet_width: usize,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Output model directory.
     #[arg(long)]
     out: PathBuf,
 }
 
 pub fn run(a: &TrainArgs) -> Result<ExitCode> {
+    // Refuse before loading any data (the loop refuses too, for other callers).
+    if a.arch == "msnet"
+        && !a.resume
+        && !a.force
+        && let Some(found) = checkpoint::in_use(&a.out)
+    {
+        return Err(TrainError::OutputInUse {
+            out: a.out.clone(),
+            found,
+        }
+        .into());
+    }
     let kind = setup::dataset_kind(a.data.dataset.as_deref().unwrap_or("wbc"))?;
     let opts = setup::load_options(&a.data, kind, a.train_size, a.seed, None)?;
     eprintln!("loading {kind} from {}", opts.root.display());
@@ -136,6 +232,7 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
             gain: a.init_gain,
             out_gain: a.out_gain,
         },
+        augmentation: a.augment,
         ..TrainOptions::default()
     };
     let record = TrainingRecord {
@@ -153,6 +250,7 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
         seconds: 0.0,
         hardware: String::new(),
         folder_classes: opts.folder.as_ref().map(|f| f.classes.clone()),
+        augmentation: options.augmentation,
     };
     if a.arch == "unet" {
         let target = baseline::Target {
@@ -164,21 +262,31 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
         return baseline::run(&target, &ds, &options, validation);
     }
     if a.resume {
-        check_resume_split(&a.out, &record)?;
+        check_resume(&a.out, &record, &a.engine.engine)?;
     }
+    let mut engine = a.engine.build(&spec, &options)?;
     eprintln!(
-        "MSNet {}D, {} parameters, {}; {} iterations of {} images",
+        "MSNet {}D, {} parameters, {} engine: {}; {} iterations of {} images",
         config.dims,
         spec.parameter_count(),
-        device::describe(),
+        engine.name(),
+        engine.describe(),
         a.iterations,
         a.batch_size
     );
+    if a.force && checkpoint::in_use(&a.out).is_some() {
+        checkpoint::discard(&a.out)?;
+        eprintln!(
+            "--force: deleted the model and checkpoints in {}",
+            a.out.display()
+        );
+    }
 
     let stop = stop_on_ctrl_c("finishing this iteration and writing a checkpoint")?;
 
     let mut progress = Progress::new(a.iterations);
-    let report = msnet_trainer::train(
+    let report = msnet_training::train(
+        &mut *engine,
         &spec,
         &ds.train,
         &options,
@@ -186,7 +294,6 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
             out: &a.out,
             resume: a.resume,
             record,
-            device: device::device(),
             validation,
         },
         &mut |s| progress.step(s),
@@ -227,11 +334,14 @@ pub(crate) fn stop_on_ctrl_c(what: &'static str) -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// A resumed run must train on the same images as the run that wrote the checkpoint.
-fn check_resume_split(out: &std::path::Path, record: &TrainingRecord) -> Result<()> {
-    let saved = Model::load(&checkpoint::dir(out))
+/// A resumed run must train on the same images, with the same engine, as the run that wrote
+/// the checkpoint. The checkpoint is found as the loop finds it ([`checkpoint::load`]: the
+/// newest complete one, even mid-swap after a crash).
+fn check_resume(out: &std::path::Path, record: &TrainingRecord, engine: &str) -> Result<()> {
+    let ck = checkpoint::load(out)
         .with_context(|| format!("--resume: cannot read the checkpoint in {}", out.display()))?;
-    if let Some(t) = &saved.spec.config.training
+    checkpoint::check_engine(&ck, engine).context("--resume")?;
+    if let Some(t) = &ck.model.spec.config.training
         && (t.train != record.train || t.seed != record.seed || t.dataset != record.dataset)
     {
         anyhow::bail!(
@@ -306,4 +416,8 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+fn parse_augmentation(text: &str) -> Result<Augmentation, String> {
+    Augmentation::parse(text)
 }

@@ -82,7 +82,8 @@ fn info_prints_the_papers_parameter_counts() {
 }
 
 /// `msnet train` on the folder dataset of [`write_folder_dataset`] (32×32, 3 test images,
-/// 3 iterations of batch 2) with `train_size` training images, into `out`, plus `extra`.
+/// 3 iterations of batch 2, the default native engine on 2 threads) with `train_size` training images, into `out`,
+/// plus `extra`, whose flags replace those defaults.
 fn folder_training<'a>(
     data: &'a str,
     train_size: &'a str,
@@ -103,13 +104,18 @@ fn folder_training<'a>(
         train_size,
         "--test-count",
         "3",
-        "--iterations",
-        "3",
-        "--batch-size",
-        "2",
         "--out",
         out,
     ];
+    for (flag, value) in [
+        ("--iterations", "3"),
+        ("--batch-size", "2"),
+        ("--threads", "2"),
+    ] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
     args.extend_from_slice(extra);
     args
 }
@@ -163,6 +169,40 @@ fn train_then_eval_on_a_folder_dataset() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A run stopped at a checkpoint and resumed ends with the same weights, bit for bit, as one
+/// that ran straight through; on both engines, and for the native engine at another thread
+/// count too (its gradient sums do not depend on the split).
+#[test]
+fn resumed_runs_equal_uninterrupted_runs_bit_for_bit() {
+    let dir = scratch("resume");
+    let data = dir.join("data");
+    write_folder_dataset(&data, 7);
+    let data_s = data.to_str().unwrap();
+    for engine in ["native", "burn"] {
+        let straight = dir.join(format!("{engine}-straight"));
+        let split = dir.join(format!("{engine}-split"));
+        let run = |out: &Path, extra: &[&str]| {
+            let mut flags = vec!["--engine", engine, "--checkpoint-every", "2"];
+            flags.extend_from_slice(extra);
+            let o = msnet(&folder_training(data_s, "4", out.to_str().unwrap(), &flags));
+            assert!(o.status.success(), "{engine}: {}", text(&o));
+        };
+        run(&straight, &["--iterations", "4"]);
+        run(&split, &["--iterations", "2"]);
+        let threads = if engine == "native" { "1" } else { "2" };
+        run(
+            &split,
+            &["--iterations", "4", "--resume", "--threads", threads],
+        );
+        let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+        assert!(
+            weights(&straight) == weights(&split),
+            "{engine}: the resumed run's weights differ"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn baseline_with_validation_writes_its_report_and_log() {
     let dir = scratch("baseline");
@@ -211,6 +251,97 @@ fn baseline_with_validation_writes_its_report_and_log() {
     let o = msnet(&args("5"));
     assert!(!o.status.success());
     assert!(text(&o).contains("--val-count 5"), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_help_explains_both_engines_and_unknown_engines_are_rejected() {
+    let o = msnet(&["train", "--help"]);
+    assert!(o.status.success());
+    let help = text(&o);
+    for word in [
+        "--engine",
+        "native",
+        "burn",
+        "--threads",
+        "RAYON_NUM_THREADS",
+        "--force",
+    ] {
+        assert!(help.contains(word), "{word} in {help}");
+    }
+    let o = msnet(&["train", "--engine", "tract", "--out", "/tmp/x"]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("tract") && t.contains("native, burn"), "{t}");
+}
+
+/// An OUT that holds a run is refused without --resume or --force; a resume checks the
+/// engine, and finds the checkpoint a crash between the swap's renames left in
+/// `checkpoint.new/` (the split check used to read only `checkpoint/`).
+#[test]
+fn reusing_an_out_needs_resume_or_force_and_resume_survives_a_mid_swap_crash() {
+    let dir = scratch("reuse");
+    let data = dir.join("data");
+    write_folder_dataset(&data, 7);
+    let out = dir.join("model");
+    let (data_s, out_s) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let train = |extra: &[&str]| msnet(&folder_training(data_s, "4", out_s, extra));
+    let o = train(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let o = train(&[]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("already holds") && t.contains("--resume") && t.contains("--force"),
+        "{t}"
+    );
+    assert!(!t.contains("loading"), "refused before loading data: {t}");
+    let o = train(&["--resume", "--force"]);
+    assert!(!o.status.success(), "{}", text(&o));
+
+    let o = train(&["--resume", "--iterations", "4", "--engine", "burn"]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("written by the native engine; resume with --engine native"),
+        "{t}"
+    );
+
+    // The crash: `checkpoint/` (iteration 3) renamed to `.new`, an older `.old` (iteration 1)
+    // beside it, no `checkpoint/`.
+    let ck = out.join("checkpoint");
+    let (new, old) = (out.join("checkpoint.new"), out.join("checkpoint.old"));
+    std::fs::create_dir_all(&old).unwrap();
+    for e in std::fs::read_dir(&ck).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), old.join(e.file_name())).unwrap();
+    }
+    let state = std::fs::read_to_string(old.join("state.json")).unwrap();
+    assert!(state.contains("\"iteration\": 3"), "{state}");
+    std::fs::write(
+        old.join("state.json"),
+        state.replace("\"iteration\": 3", "\"iteration\": 1"),
+    )
+    .unwrap();
+    std::fs::rename(&ck, &new).unwrap();
+    let o = train(&["--resume", "--iterations", "4"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("iteration 4/4") && !t.contains("iteration 2/4"),
+        "resumed from .new (3), not .old (1): {t}"
+    );
+    assert!(ck.is_dir() && !new.exists() && !old.exists());
+    let state = std::fs::read_to_string(ck.join("state.json")).unwrap();
+    assert!(state.contains("\"iteration\": 4"), "{state}");
+
+    // --force starts afresh.
+    let o = train(&["--force"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["training"]["iterations"], 3, "{config}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use msnet::graph::Lowering;
 use msnet::ir::{Graph, conv_output_size};
-use msnet::spec::{ConvKind, ConvSpec};
+use msnet::spec::ConvSpec;
 use msnet::{Model, Spec, Weights};
 use msnet_runtime::format::{
     FLAG_RELU, HEADER_WORDS, Header, OP_WORDS, OpRecord, Opcode, plan_checksum,
@@ -332,25 +332,6 @@ pub struct CompiledPlan {
     pub macs: u64,
 }
 
-/// Rewrites a layer's weights (ONNX layout) into the kernel's `[k…][cin][cout]` layout; a
-/// transposed convolution becomes the convolution with the flipped kernel.
-fn kernel_weights(layer: &ConvSpec, w: &[f32]) -> Vec<f32> {
-    let taps = layer.kernel.pow(layer.dims as u32);
-    let (cin, cout) = (layer.in_channels, layer.out_channels);
-    let mut out = vec![0.0; w.len()];
-    for t in 0..taps {
-        for ci in 0..cin {
-            for co in 0..cout {
-                out[(t * cin + ci) * cout + co] = match layer.kind {
-                    ConvKind::Conv => w[(co * cin + ci) * taps + t],
-                    ConvKind::ConvTranspose => w[(ci * cout + co) * taps + (taps - 1 - t)],
-                };
-            }
-        }
-    }
-    out
-}
-
 fn too_big(what: &str) -> ExportError {
     ExportError::Structure(format!(
         "{what} does not fit the plan format's 32-bit fields"
@@ -459,7 +440,10 @@ pub fn compile_plan(model: &Model, size: [usize; 3]) -> Result<CompiledPlan, Exp
                 }
                 let start = *layer_offsets.entry(*layer).or_insert_with(|| {
                     let start = weight_data.len();
-                    weight_data.extend(kernel_weights(l, &weights.tensors[*layer]));
+                    weight_data.extend(msnet::weights::to_kernel_layout(
+                        l,
+                        &weights.tensors[*layer],
+                    ));
                     start
                 });
                 r.weights = word(start, "the weights")?;
@@ -539,25 +523,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn transposed_kernels_are_flipped_convolutions() {
-        let layer = ConvSpec {
-            index: 0,
-            name: "t".into(),
-            kind: ConvKind::ConvTranspose,
-            in_channels: 1,
-            out_channels: 2,
-            stride: 1,
-            kernel: 3,
-            dims: 2,
-        };
-        // ONNX ConvTranspose layout [in=1][out=2][3][3].
-        let w: Vec<f32> = (0..18).map(|v| v as f32).collect();
-        let k = kernel_weights(&layer, &w);
-        // Tap 0 of output 0 is the input's last tap (8); of output 1, 17.
-        assert_eq!(&k[..2], &[8.0, 17.0]);
-        assert_eq!(&k[16..], &[0.0, 9.0]);
     }
 }

@@ -94,6 +94,83 @@ pub struct TrainingRecord {
     /// as training did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folder_classes: Option<Vec<(u8, String)>>,
+    /// The augmentation of the training batches (absent: none).
+    #[serde(default, skip_serializing_if = "Augmentation::is_off")]
+    pub augmentation: Augmentation,
+}
+
+/// Random transforms of each training image, seeded by (seed, iteration, batch slot), so a
+/// resumed run sees the same images. Geometric ones act on image and labels alike;
+/// intensity ones on the image only, which stays in `[0, 1]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Augmentation {
+    /// Flip each in-plane axis (H, W) with probability 1/2.
+    #[serde(default)]
+    pub flip: bool,
+    /// Rotate in-plane by a random multiple of 90° (180° only when H ≠ W).
+    #[serde(default)]
+    pub rot90: bool,
+    /// Add a uniform offset in `±brightness`.
+    #[serde(default)]
+    pub brightness: f32,
+    /// Scale around 0.5 by a factor uniform in `1 ± contrast`.
+    #[serde(default)]
+    pub contrast: f32,
+    /// Raise to the power `exp(u)`, `u` uniform in `±gamma`.
+    #[serde(default)]
+    pub gamma: f32,
+}
+
+impl Augmentation {
+    /// `default`: flips, 90° rotations and ±0.1 brightness, contrast and gamma.
+    pub const DEFAULT: Augmentation = Augmentation {
+        flip: true,
+        rot90: true,
+        brightness: 0.1,
+        contrast: 0.1,
+        gamma: 0.1,
+    };
+
+    pub fn is_off(&self) -> bool {
+        *self == Augmentation::default()
+    }
+
+    /// Parses `none`, `default`, or a comma list of `flip`, `rot90`, `brightness=A`,
+    /// `contrast=A`, `gamma=A` (amplitudes in `[0, 1]`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "none" | "" => return Ok(Self::default()),
+            "default" => return Ok(Self::DEFAULT),
+            _ => {}
+        }
+        let mut a = Self::default();
+        for item in text.split(',').map(str::trim) {
+            let (name, value) = match item.split_once('=') {
+                Some((n, v)) => {
+                    let v: f32 = v
+                        .parse()
+                        .ok()
+                        .filter(|v: &f32| (0.0..=1.0).contains(v))
+                        .ok_or_else(|| format!("{n}={v}: the amplitude must be in [0, 1]"))?;
+                    (n, Some(v))
+                }
+                None => (item, None),
+            };
+            match (name, value) {
+                ("flip", None) => a.flip = true,
+                ("rot90", None) => a.rot90 = true,
+                ("brightness", Some(v)) => a.brightness = v,
+                ("contrast", Some(v)) => a.contrast = v,
+                ("gamma", Some(v)) => a.gamma = v,
+                _ => {
+                    return Err(format!(
+                        "unknown augmentation `{item}`: use none, default, or a comma list of flip, rot90, brightness=A, contrast=A, gamma=A"
+                    ));
+                }
+            }
+        }
+        Ok(a)
+    }
 }
 
 /// Weight initialisation: uniform in `±gain / sqrt(fan_in)`, with a larger gain on the output
@@ -265,6 +342,28 @@ impl Config {
         text.push('\n');
         fsutil::write_atomic(path, text.as_bytes())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod augmentation_tests {
+    use super::Augmentation;
+
+    #[test]
+    fn augmentation_specs_parse_and_bad_ones_say_why() {
+        assert!(Augmentation::parse("none").unwrap().is_off());
+        assert_eq!(
+            Augmentation::parse("default").unwrap(),
+            Augmentation::DEFAULT
+        );
+        let a = Augmentation::parse("flip, gamma=0.2").unwrap();
+        assert!(a.flip && !a.rot90 && a.gamma == 0.2 && a.brightness == 0.0);
+        assert!(
+            Augmentation::parse("gamma=3")
+                .unwrap_err()
+                .contains("[0, 1]")
+        );
+        assert!(Augmentation::parse("warp").unwrap_err().contains("unknown"));
     }
 }
 

@@ -19,7 +19,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::config::InitSpec;
 use crate::fsutil::{self, FsError};
-use crate::spec::Spec;
+use crate::spec::{ConvKind, ConvSpec, Spec};
 
 /// All weights of one network, in [`Spec::convs`] order.
 #[derive(Clone, Debug, PartialEq)]
@@ -212,6 +212,46 @@ pub fn init(spec: &Spec, seed: u64, init: InitSpec) -> Weights {
     Weights { tensors }
 }
 
+/// The engines' kernel layout of one layer: `[k…][cin][cout]` (taps, then input channels, then
+/// output channels innermost), where a transposed convolution is stored as the convolution
+/// with the flipped kernel (stride 1, padding 1: the two are the same operator). The runtime's
+/// plan and the native trainer hold weights this way; files hold the layout of the module
+/// docs. The one definition of that correspondence: `(kernel index, file index)` of every
+/// weight.
+fn kernel_layout_pairs(layer: &ConvSpec) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let taps = layer.kernel.pow(layer.dims as u32);
+    let (cin, cout) = (layer.in_channels, layer.out_channels);
+    (0..taps).flat_map(move |t| {
+        (0..cin).flat_map(move |ci| {
+            (0..cout).map(move |co| {
+                let file = match layer.kind {
+                    ConvKind::Conv => (co * cin + ci) * taps + t,
+                    ConvKind::ConvTranspose => (ci * cout + co) * taps + (taps - 1 - t),
+                };
+                ((t * cin + ci) * cout + co, file)
+            })
+        })
+    })
+}
+
+/// A layer's weights (file layout) in the kernel layout (see [`kernel_layout_pairs`]).
+pub fn to_kernel_layout(layer: &ConvSpec, file: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0; file.len()];
+    for (k, f) in kernel_layout_pairs(layer) {
+        out[k] = file[f];
+    }
+    out
+}
+
+/// The inverse of [`to_kernel_layout`] (also maps a gradient or optimiser moment back).
+pub fn from_kernel_layout(layer: &ConvSpec, kernel: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0; kernel.len()];
+    for (k, f) in kernel_layout_pairs(layer) {
+        out[f] = kernel[k];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +268,35 @@ mod tests {
         let bytes = w.to_bytes(&s).unwrap();
         let back = Weights::from_bytes(&s, &bytes, "mem").unwrap();
         assert_eq!(w, back);
+    }
+
+    #[test]
+    fn kernel_layout_roundtrips_and_flips_transposed_convolutions() {
+        let s = spec();
+        let w = init(&s, 5, InitSpec::default());
+        for (c, t) in s.convs.iter().zip(&w.tensors) {
+            let k = to_kernel_layout(c, t);
+            assert_eq!(&from_kernel_layout(c, &k), t, "{}", c.name);
+        }
+        // head: Conv [16, 3, 3, 3]; weight (co 5, ci 2, ky 1, kx 0) is tap t = 3.
+        let head = s.head();
+        let k = to_kernel_layout(head, &w.tensors[head.index]);
+        assert_eq!(
+            k[(3 * 3 + 2) * 16 + 5],
+            w.tensors[head.index][(5 * 3 + 2) * 9 + 3]
+        );
+        // A transposed convolution [in, out, 3, 3]: tap t reads the flipped tap 8 - t.
+        let t1 = s
+            .convs
+            .iter()
+            .find(|c| c.kind == ConvKind::ConvTranspose)
+            .unwrap();
+        let (cin, cout) = (t1.in_channels, t1.out_channels);
+        let k = to_kernel_layout(t1, &w.tensors[t1.index]);
+        assert_eq!(
+            k[(2 * cin + 1) * cout + 4],
+            w.tensors[t1.index][(cout + 4) * 9 + 6]
+        );
     }
 
     #[test]

@@ -1,37 +1,8 @@
-//! Mini-batches: which samples an iteration sees, and their tensors.
-//!
-//! The order is a pure function of (seed, iteration): iteration `t` takes positions
-//! `t*B .. t*B+B` of an endless stream made of one seeded permutation of the training set per
-//! epoch. A resumed run therefore sees exactly the batches an uninterrupted run would, without
-//! storing any random state.
+//! Mini-batch tensors for burn. Which samples an iteration sees is
+//! [`msnet_training::batch::batch_indices`].
 
 use burn::tensor::{Device, Tensor, TensorData};
 use msnet::data::Sample;
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
-
-/// Indices into the training set for iteration `iteration`.
-pub fn batch_indices(n: usize, batch: usize, seed: u64, iteration: usize) -> Vec<usize> {
-    let mut cached: Option<(usize, Vec<usize>)> = None;
-    (iteration * batch..(iteration + 1) * batch)
-        .map(|pos| {
-            let epoch = pos / n;
-            if cached.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                cached = Some((epoch, epoch_permutation(n, seed, epoch)));
-            }
-            cached.as_ref().map_or(0, |(_, p)| p[pos % n])
-        })
-        .collect()
-}
-
-fn epoch_permutation(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    // Distinct streams per epoch; the constant keeps them apart from the init stream.
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_ba7c_0000_0000 ^ epoch as u64);
-    let mut p: Vec<usize> = (0..n).collect();
-    p.shuffle(&mut rng);
-    p
-}
 
 /// Images `[B, C, D, H, W]`.
 pub fn images(samples: &[&Sample], device: &Device) -> Tensor<5> {
@@ -61,29 +32,4 @@ pub fn one_hot(samples: &[&Sample], classes: usize, device: &Device) -> Tensor<5
         TensorData::new(data, [samples.len(), classes, d, h, w]),
         device,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_epoch_visits_each_sample_once() {
-        let n = 7;
-        let seen: Vec<usize> = (0..7).flat_map(|t| batch_indices(n, 2, 3, t)).collect();
-        for epoch in seen.chunks(n) {
-            let mut e = epoch.to_vec();
-            e.sort_unstable();
-            assert_eq!(e, (0..n).collect::<Vec<_>>());
-        }
-        assert_eq!(batch_indices(n, 2, 3, 5), batch_indices(n, 2, 3, 5));
-        assert_ne!(
-            (0..4)
-                .flat_map(|t| batch_indices(n, 2, 3, t))
-                .collect::<Vec<_>>(),
-            (0..4)
-                .flat_map(|t| batch_indices(n, 2, 4, t))
-                .collect::<Vec<_>>()
-        );
-    }
 }

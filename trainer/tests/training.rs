@@ -10,8 +10,9 @@ use msnet::data::Sample;
 use msnet::phantom::nested_ellipses;
 use msnet::{Config, Model, Spec};
 use msnet_trainer::baseline::UNet;
-use msnet_trainer::{
-    BaselineRun, Outcome, Run, TrainOptions, Validation, baseline_labels, train, train_baseline,
+use msnet_trainer::{BaselineRun, BurnEngine, baseline_labels, train_baseline};
+use msnet_training::{
+    Outcome, Report, Run, TrainError, TrainOptions, Validation, checkpoint, train,
 };
 
 fn phantoms(n: usize) -> Vec<Sample> {
@@ -42,6 +43,7 @@ fn record() -> TrainingRecord {
         seconds: 0.0,
         hardware: String::new(),
         folder_classes: None,
+        augmentation: Default::default(),
     }
 }
 
@@ -59,7 +61,7 @@ fn try_training(
     resume: bool,
     stop: bool,
     losses: &mut Vec<f64>,
-) -> Result<msnet_trainer::Report, msnet_trainer::TrainError> {
+) -> Result<Report, TrainError> {
     train_validated(samples, None, opts, out, resume, stop, losses)
 }
 
@@ -71,16 +73,20 @@ fn train_validated(
     resume: bool,
     stop: bool,
     losses: &mut Vec<f64>,
-) -> Result<msnet_trainer::Report, msnet_trainer::TrainError> {
+) -> Result<Report, TrainError> {
+    let spec = spec();
+    // The caller's fresh weights; a resume replaces them with the checkpoint's.
+    let weights = msnet::weights::init(&spec, opts.seed, opts.init);
+    let mut engine = BurnEngine::new(&spec, &weights, opts, Device::flex());
     train(
-        &spec(),
+        &mut engine,
+        &spec,
         samples,
         opts,
         Run {
             out,
             resume,
             record: record(),
-            device: Device::flex(),
             validation,
         },
         &mut |s| losses.push(s.loss),
@@ -94,7 +100,7 @@ fn run_training(
     out: &PathBuf,
     resume: bool,
     losses: &mut Vec<f64>,
-) -> msnet_trainer::Report {
+) -> Report {
     try_training(samples, opts, out, resume, false, losses).unwrap()
 }
 
@@ -156,6 +162,11 @@ fn training_on_phantoms_lowers_the_loss_and_logs_validation() {
     // The written model loads and records its training.
     let model = Model::load(&out).unwrap();
     assert_eq!(model.config().training.as_ref().unwrap().iterations, 40);
+    assert!(
+        report.record.hardware.starts_with("burn "),
+        "{}",
+        report.record.hardware
+    );
     std::fs::remove_dir_all(&out).unwrap();
 }
 
@@ -238,8 +249,10 @@ fn a_stop_request_writes_a_checkpoint_that_resumes() {
     };
     let report = try_training(&samples, &opts, &out, false, true, &mut vec![]).unwrap();
     assert_eq!(report.outcome, Outcome::Interrupted { iteration: 0 });
-    let ck = msnet_trainer::checkpoint::load(&out).unwrap();
+    let ck = checkpoint::load(&out).unwrap();
     assert_eq!(ck.state.iteration, 0);
+    assert_eq!(ck.state.engine, "burn");
+    assert!(ck.path.join("optimizer.bpk").is_file());
     let resumed = run_training(&samples, &opts, &out, true, &mut vec![]);
     assert_eq!(resumed.outcome, Outcome::Finished);
     assert_eq!(resumed.record.iterations, 4);
@@ -262,7 +275,7 @@ fn a_diverging_run_stops_with_a_message_and_keeps_the_last_checkpoint() {
         .expect("a learning rate of 1e30 must diverge")
         .to_string();
     assert!(err.contains("NaN or infinite"), "{err}");
-    let ck = msnet_trainer::checkpoint::load(&out).unwrap();
+    let ck = checkpoint::load(&out).unwrap();
     assert!(
         err.contains(&format!("iteration {}", ck.state.iteration)),
         "{err}"

@@ -27,7 +27,7 @@ impl Validation<'_> {
 
 /// Mean over all classes (background included) of the metrics of `predict`'s labels.
 pub fn score(
-    predict: &dyn Fn(&[&Sample]) -> Vec<Vec<u8>>,
+    predict: &mut dyn FnMut(&[&Sample]) -> Vec<Vec<u8>>,
     samples: &[Sample],
     class_names: &[String],
 ) -> Result<ClassMetrics, TrainError> {

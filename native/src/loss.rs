@@ -1,0 +1,96 @@
+//! The soft multi-class Dice loss and its gradient, exactly as the burn trainer defines it
+//! (paper, section 6.1): `1 − (1/N) Σ_n (2 Σ_j p_jn t_jn + e) / (Σ_j p_jn + Σ_j t_jn + e)`,
+//! sums over every voxel `j` of the whole batch, smoothing `e = 1`.
+
+/// Smoothing `e`: keeps the ratio defined for a class absent from a batch.
+pub const DICE_SMOOTH: f64 = 1.0;
+
+/// The loss of the class probabilities `probs` (per sample `[classes][voxels]`, channels
+/// first) against the samples' `labels` (class per voxel), and its gradient with respect to
+/// `probs` written into `grad` (same layout). Sums are in f64, so the loss does not depend on
+/// the batch's size through round-off.
+///
+/// Panics if a label is not below `classes` (callers check their samples first).
+pub fn soft_dice(probs: &[f32], labels: &[&[u8]], classes: usize, grad: &mut [f32]) -> f64 {
+    let voxels = labels.first().map_or(0, |l| l.len());
+    assert_eq!(
+        probs.len(),
+        labels.len() * classes * voxels,
+        "soft_dice: probabilities"
+    );
+    assert_eq!(grad.len(), probs.len(), "soft_dice: gradient");
+    let mut overlap = vec![0f64; classes];
+    let mut predicted = vec![0f64; classes];
+    let mut truth = vec![0f64; classes];
+    for (p, l) in probs.chunks_exact(classes * voxels).zip(labels) {
+        for (c, plane) in p.chunks_exact(voxels).enumerate() {
+            predicted[c] += plane.iter().map(|&v| v as f64).sum::<f64>();
+        }
+        for (j, &c) in l.iter().enumerate() {
+            let c = c as usize;
+            assert!(c < classes, "soft_dice: label {c} with {classes} classes");
+            overlap[c] += p[c * voxels + j] as f64;
+            truth[c] += 1.0;
+        }
+    }
+    let n = classes as f64;
+    let mut dice_sum = 0.0;
+    // d loss / d p_jn = (1/N) (2 I_n + e) / D_n² − (1/N) 2 t_jn / D_n, with D_n the denominator.
+    let mut base = vec![0f32; classes];
+    let mut on_truth = vec![0f32; classes];
+    for c in 0..classes {
+        let num = 2.0 * overlap[c] + DICE_SMOOTH;
+        let den = predicted[c] + truth[c] + DICE_SMOOTH;
+        dice_sum += num / den;
+        base[c] = (num / (den * den) / n) as f32;
+        on_truth[c] = (-2.0 / den / n) as f32;
+    }
+    for (g, l) in grad.chunks_exact_mut(classes * voxels).zip(labels) {
+        for (c, plane) in g.chunks_exact_mut(voxels).enumerate() {
+            plane.fill(base[c]);
+        }
+        for (j, &c) in l.iter().enumerate() {
+            g[c as usize * voxels + j] += on_truth[c as usize];
+        }
+    }
+    1.0 - dice_sum / n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vjp::tests::values;
+
+    #[test]
+    fn perfect_prediction_has_zero_loss_and_the_gradient_matches_differences() {
+        let labels = [vec![0u8, 1, 2, 1], vec![2u8, 2, 0, 0]];
+        let refs: Vec<&[u8]> = labels.iter().map(|l| l.as_slice()).collect();
+        let mut one_hot = vec![0f32; 2 * 3 * 4];
+        for (b, l) in labels.iter().enumerate() {
+            for (j, &c) in l.iter().enumerate() {
+                one_hot[(b * 3 + c as usize) * 4 + j] = 1.0;
+            }
+        }
+        let mut grad = vec![0f32; one_hot.len()];
+        assert!(soft_dice(&one_hot, &refs, 3, &mut grad).abs() < 1e-12);
+
+        let probs: Vec<f32> = values(24, 9).iter().map(|v| 0.5 + 0.4 * v).collect();
+        soft_dice(&probs, &refs, 3, &mut grad);
+        let h = 1e-3f32;
+        for i in [0, 5, 13, 23] {
+            let mut up = probs.clone();
+            up[i] += h;
+            let mut down = probs.clone();
+            down[i] -= h;
+            let mut scratch = vec![0f32; 24];
+            let fd = (soft_dice(&up, &refs, 3, &mut scratch)
+                - soft_dice(&down, &refs, 3, &mut scratch))
+                / (2.0 * h as f64);
+            assert!(
+                (fd - grad[i] as f64).abs() < 1e-4,
+                "{i}: {fd} vs {}",
+                grad[i]
+            );
+        }
+    }
+}

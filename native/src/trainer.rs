@@ -1,0 +1,214 @@
+//! A training session on the native engine: the network, its workspace, Adam and the thread
+//! pool, driven one mini-batch at a time.
+
+use msnet::data::Sample;
+use msnet::{Spec, Weights};
+use msnet_runtime::kernels::conv;
+use msnet_runtime::pool::ThreadPool;
+use msnet_runtime::with_flushed_denormals;
+
+use crate::adam::Adam;
+use crate::loss::soft_dice;
+use crate::network::{Network, Workspace};
+
+/// How the engine runs.
+#[derive(Clone, Copy, Debug)]
+pub struct NativeOptions {
+    /// Threads of the pool, the caller's included.
+    pub threads: usize,
+    /// Adam's ε (1e-8, PyTorch's default, in the paper's setup).
+    pub adam_epsilon: f32,
+}
+
+impl Default for NativeOptions {
+    fn default() -> Self {
+        Self {
+            threads: 1,
+            adam_epsilon: 1e-8,
+        }
+    }
+}
+
+/// Why the engine could not start or take a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum NativeError {
+    #[error("{0}")]
+    Weights(#[from] msnet::weights::WeightsError),
+    #[error("cannot start {threads} training threads: {source}")]
+    Threads {
+        threads: usize,
+        source: std::io::Error,
+    },
+    #[error("sample {name}: {problem}")]
+    Sample { name: String, problem: String },
+    #[error("optimiser state: {0}")]
+    Optimizer(String),
+}
+
+/// Network, workspace, optimiser and threads of one run.
+pub struct NativeTrainer {
+    net: Network,
+    ws: Workspace,
+    adam: Adam,
+    pool: ThreadPool,
+}
+
+impl NativeTrainer {
+    /// A session starting from `weights` with fresh Adam moments.
+    pub fn new(spec: &Spec, weights: &Weights, opts: NativeOptions) -> Result<Self, NativeError> {
+        let net = Network::new(spec, weights)?;
+        let threads = opts.threads.max(1);
+        let pool =
+            ThreadPool::new(threads).map_err(|source| NativeError::Threads { threads, source })?;
+        let adam = Adam::new(net.params.iter().map(Vec::len), opts.adam_epsilon);
+        Ok(Self {
+            net,
+            ws: Workspace::new(),
+            adam,
+            pool,
+        })
+    }
+
+    pub fn spec(&self) -> &Spec {
+        self.net.spec()
+    }
+
+    /// Current weights (file layout).
+    pub fn weights(&self) -> Weights {
+        self.net.weights()
+    }
+
+    /// One line for logs and model cards.
+    pub fn describe(&self) -> String {
+        format!(
+            "msnet native engine, {} threads, {} kernels, {}",
+            self.pool.threads(),
+            conv::path(),
+            std::env::consts::ARCH
+        )
+    }
+
+    /// Adam's state as the bytes of a checkpoint file.
+    pub fn optimizer_state(&self) -> Result<Vec<u8>, NativeError> {
+        self.adam
+            .to_bytes(self.net.spec())
+            .map_err(NativeError::Optimizer)
+    }
+
+    /// Continues from a checkpoint: its weights and Adam state.
+    pub fn restore(&mut self, weights: &Weights, optimizer: &[u8]) -> Result<(), NativeError> {
+        let adam = Adam::from_bytes(self.net.spec(), optimizer).map_err(NativeError::Optimizer)?;
+        self.net = Network::new(self.net.spec(), weights)?;
+        self.adam = adam;
+        Ok(())
+    }
+
+    /// Checks that every sample fits the network (size, channels, labels, finite pixels).
+    pub fn check(&self, samples: &[&Sample]) -> Result<(), NativeError> {
+        let cfg = &self.net.spec().config;
+        let voxels: usize = cfg.input_size.iter().product();
+        for s in samples {
+            let problem = if s.channels != cfg.in_channels || s.shape != cfg.input_size {
+                format!(
+                    "{} channels of {:?}; the network takes {} channels of {:?}",
+                    s.channels, s.shape, cfg.in_channels, cfg.input_size
+                )
+            } else if s.image.len() != self.net.input_len() || s.labels.len() != voxels {
+                format!(
+                    "{} pixel values and {} labels for {} channels of {voxels} voxels",
+                    s.image.len(),
+                    s.labels.len(),
+                    cfg.in_channels
+                )
+            } else if let Some(l) = s.labels.iter().find(|&&l| l as usize >= cfg.classes) {
+                format!("label {l}, the network has {} classes", cfg.classes)
+            } else if s.image.iter().any(|v| !v.is_finite()) {
+                "a pixel is NaN or infinite".to_string()
+            } else {
+                continue;
+            };
+            return Err(NativeError::Sample {
+                name: s.name.clone(),
+                problem,
+            });
+        }
+        Ok(())
+    }
+
+    /// The loss of `batch` and its gradient for every layer (file layout, spec order),
+    /// without changing the weights.
+    pub fn loss_and_gradients(
+        &mut self,
+        batch: &[&Sample],
+    ) -> Result<(f64, Vec<Vec<f32>>), NativeError> {
+        self.check(batch)?;
+        let loss = self.forward_backward(batch);
+        let grads = self
+            .net
+            .spec()
+            .convs
+            .iter()
+            .zip(&self.ws.param_grads)
+            .map(|(c, g)| msnet::weights::from_kernel_layout(c, g))
+            .collect();
+        Ok((loss, grads))
+    }
+
+    /// One optimisation step at learning rate `lr`: forward, soft Dice, backward, Adam.
+    /// Returns the loss; a non-finite loss or gradient returns it as the error and leaves
+    /// weights and moments as they were. The batch must pass [`Self::check`].
+    pub fn step(&mut self, batch: &[&Sample], lr: f64) -> Result<f64, f64> {
+        let loss = self.forward_backward(batch);
+        let finite = loss.is_finite()
+            && self
+                .ws
+                .param_grads
+                .iter()
+                .all(|g| g.iter().all(|v| v.is_finite()));
+        if !finite {
+            return Err(if loss.is_finite() { f64::NAN } else { loss });
+        }
+        self.adam
+            .step(&mut self.net.params, &self.ws.param_grads, lr);
+        Ok(loss)
+    }
+
+    fn forward_backward(&mut self, batch: &[&Sample]) -> f64 {
+        let Self { net, ws, pool, .. } = self;
+        with_flushed_denormals(|| {
+            let images: Vec<&[f32]> = batch.iter().map(|s| s.image.as_slice()).collect();
+            let labels: Vec<&[u8]> = batch.iter().map(|s| s.labels.as_slice()).collect();
+            net.forward(ws, &images, pool);
+            let out = net.graph.output;
+            let mut dprobs = ws.take_buffer(ws.values[out].len());
+            let classes = net.spec().config.classes;
+            let loss = soft_dice(&ws.values[out], &labels, classes, &mut dprobs);
+            net.backward(ws, dprobs, pool);
+            loss
+        })
+    }
+
+    /// Class probabilities per sample (`[classes][voxels]`). Samples must pass
+    /// [`Self::check`].
+    pub fn probabilities(&mut self, samples: &[&Sample]) -> Vec<Vec<f32>> {
+        let Self { net, ws, pool, .. } = self;
+        let images: Vec<&[f32]> = samples.iter().map(|s| s.image.as_slice()).collect();
+        let probs = with_flushed_denormals(|| net.forward(ws, &images, pool).to_vec());
+        let per = net.output_shape().len();
+        probs.chunks_exact(per).map(<[f32]>::to_vec).collect()
+    }
+
+    /// The predicted class of every voxel, per sample.
+    pub fn predict(&mut self, samples: &[&Sample]) -> Vec<Vec<u8>> {
+        let classes = self.net.spec().config.classes;
+        self.probabilities(samples)
+            .iter()
+            .map(|p| {
+                msnet::golden::argmax(p, classes)
+                    .into_iter()
+                    .map(|c| c as u8)
+                    .collect()
+            })
+            .collect()
+    }
+}
