@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use msnet::config::{InitSpec, TrainingRecord};
+use msnet::config::TrainingRecord;
 use msnet::phantom::nested_ellipses;
 use msnet::{Config, Spec};
 use msnet_training::{Run, TrainOptions};
@@ -55,23 +55,7 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         .map(|s| nested_ellipses(s, in_ch, shape, classes))
         .collect();
     let out = std::env::temp_dir().join(format!("msnet-bench-{}", std::process::id()));
-    let record = TrainingRecord {
-        dataset: "phantom".into(),
-        seed: 0,
-        train: vec![],
-        test: vec![],
-        iterations: 0,
-        batch_size: a.batch_size,
-        learning_rate: 1e-3,
-        lr_decay: 0.8,
-        lr_step: 200,
-        init: InitSpec::default(),
-        final_loss: 0.0,
-        seconds: 0.0,
-        hardware: String::new(),
-        folder_classes: None,
-        augmentation: Default::default(),
-    };
+    let record = TrainingRecord::new("phantom", vec![], vec![]);
     let warmup = 2;
     let mut stamps = Vec::new();
     let started = Instant::now();

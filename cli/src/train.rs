@@ -235,23 +235,13 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
         augmentation: a.augment,
         ..TrainOptions::default()
     };
-    let record = TrainingRecord {
-        dataset: kind.to_string(),
-        seed: a.seed,
-        train: ds.split.train.clone(),
-        test: ds.split.test.clone(),
-        iterations: 0,
-        batch_size: a.batch_size,
-        learning_rate: a.lr,
-        lr_decay: a.lr_decay,
-        lr_step: a.lr_step,
-        init: options.init,
-        final_loss: f64::NAN,
-        seconds: 0.0,
-        hardware: String::new(),
-        folder_classes: opts.folder.as_ref().map(|f| f.classes.clone()),
-        augmentation: options.augmentation,
-    };
+    let mut record = TrainingRecord::new(
+        &kind.to_string(),
+        ds.split.train.clone(),
+        ds.split.test.clone(),
+    );
+    record.seed = a.seed;
+    record.folder_classes = opts.folder.as_ref().map(|f| f.classes.clone());
     if a.arch == "unet" {
         let target = baseline::Target {
             out: &a.out,

@@ -99,6 +99,30 @@ pub struct TrainingRecord {
     pub augmentation: Augmentation,
 }
 
+impl TrainingRecord {
+    /// The record of a run on `dataset` with these training and test images, before training:
+    /// the training loop fills in the schedule, the outcome and the hardware.
+    pub fn new(dataset: &str, train: Vec<String>, test: Vec<String>) -> Self {
+        Self {
+            dataset: dataset.to_string(),
+            seed: 0,
+            train,
+            test,
+            iterations: 0,
+            batch_size: 0,
+            learning_rate: 0.0,
+            lr_decay: 0.0,
+            lr_step: 0,
+            init: InitSpec::default(),
+            final_loss: f64::NAN,
+            seconds: 0.0,
+            hardware: String::new(),
+            folder_classes: None,
+            augmentation: Augmentation::default(),
+        }
+    }
+}
+
 /// Random transforms of each training image, seeded by (seed, iteration, batch slot), so a
 /// resumed run sees the same images. Geometric ones act on image and labels alike;
 /// intensity ones on the image only, which stays in `[0, 1]`.

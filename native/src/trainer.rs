@@ -39,8 +39,9 @@ pub enum NativeError {
         threads: usize,
         source: std::io::Error,
     },
-    #[error("sample {name}: {problem}")]
-    Sample { name: String, problem: String },
+    /// A sample that does not fit the network; the message names it.
+    #[error("{0}")]
+    Sample(String),
     #[error("optimiser state: {0}")]
     Optimizer(String),
 }
@@ -103,36 +104,11 @@ impl NativeTrainer {
         Ok(())
     }
 
-    /// Checks that every sample fits the network (size, channels, labels, finite pixels).
+    /// Checks that every sample fits the network (size, channels, labels, finite pixels),
+    /// by the training loop's rule.
     pub fn check(&self, samples: &[&Sample]) -> Result<(), NativeError> {
-        let cfg = &self.net.spec().config;
-        let voxels: usize = cfg.input_size.iter().product();
-        for s in samples {
-            let problem = if s.channels != cfg.in_channels || s.shape != cfg.input_size {
-                format!(
-                    "{} channels of {:?}; the network takes {} channels of {:?}",
-                    s.channels, s.shape, cfg.in_channels, cfg.input_size
-                )
-            } else if s.image.len() != self.net.input_len() || s.labels.len() != voxels {
-                format!(
-                    "{} pixel values and {} labels for {} channels of {voxels} voxels",
-                    s.image.len(),
-                    s.labels.len(),
-                    cfg.in_channels
-                )
-            } else if let Some(l) = s.labels.iter().find(|&&l| l as usize >= cfg.classes) {
-                format!("label {l}, the network has {} classes", cfg.classes)
-            } else if s.image.iter().any(|v| !v.is_finite()) {
-                "a pixel is NaN or infinite".to_string()
-            } else {
-                continue;
-            };
-            return Err(NativeError::Sample {
-                name: s.name.clone(),
-                problem,
-            });
-        }
-        Ok(())
+        msnet_training::check_samples(self.net.spec(), samples.iter().copied())
+            .map_err(|e| NativeError::Sample(e.to_string()))
     }
 
     /// The loss of `batch` and its gradient for every layer (file layout, spec order),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use burn::tensor::Device;
-use msnet::config::{InitSpec, TrainingRecord};
+use msnet::config::TrainingRecord;
 use msnet::data::Sample;
 use msnet::phantom::nested_ellipses;
 use msnet::{Config, Model, Spec};
@@ -28,23 +28,7 @@ fn spec() -> Spec {
 }
 
 fn record() -> TrainingRecord {
-    TrainingRecord {
-        dataset: "phantom".into(),
-        seed: 0,
-        train: vec![],
-        test: vec![],
-        iterations: 0,
-        batch_size: 0,
-        learning_rate: 0.0,
-        lr_decay: 0.0,
-        lr_step: 0,
-        init: InitSpec::default(),
-        final_loss: 0.0,
-        seconds: 0.0,
-        hardware: String::new(),
-        folder_classes: None,
-        augmentation: Default::default(),
-    }
+    TrainingRecord::new("phantom", vec![], vec![])
 }
 
 fn out_dir(tag: &str) -> PathBuf {

@@ -145,16 +145,28 @@ pub fn mean_tail(losses: &[f64]) -> f64 {
 
 /// Checks that every sample fits the network (channels, size, labels) and is finite, naming
 /// the first one that does not.
-pub fn check_samples(spec: &Spec, samples: &[Sample]) -> Result<(), TrainError> {
+pub fn check_samples<'a>(
+    spec: &Spec,
+    samples: impl IntoIterator<Item = &'a Sample>,
+) -> Result<(), TrainError> {
     let cfg = &spec.config;
-    if samples.is_empty() {
-        return Err(TrainError::Options("no training samples".into()));
-    }
+    let voxels: usize = cfg.input_size.iter().product();
+    let mut any = false;
     for s in samples {
+        any = true;
         if s.channels != cfg.in_channels || s.shape != cfg.input_size {
             return Err(TrainError::Options(format!(
                 "sample {} is {} channels of {:?}; the network takes {} channels of {:?}",
                 s.name, s.channels, s.shape, cfg.in_channels, cfg.input_size
+            )));
+        }
+        if s.image.len() != cfg.in_channels * voxels || s.labels.len() != voxels {
+            return Err(TrainError::Options(format!(
+                "sample {} has {} pixel values and {} labels for {} channels of {voxels} voxels",
+                s.name,
+                s.image.len(),
+                s.labels.len(),
+                cfg.in_channels
             )));
         }
         if let Some(&l) = s.labels.iter().find(|&&l| l as usize >= cfg.classes) {
@@ -165,10 +177,13 @@ pub fn check_samples(spec: &Spec, samples: &[Sample]) -> Result<(), TrainError> 
         }
         if s.image.iter().any(|v| !v.is_finite()) {
             return Err(TrainError::Options(format!(
-                "sample {} has a non-finite pixel",
+                "sample {} has a non-finite (NaN or infinite) pixel",
                 s.name
             )));
         }
+    }
+    if !any {
+        return Err(TrainError::Options("no training samples".into()));
     }
     Ok(())
 }

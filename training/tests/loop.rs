@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use msnet::config::{InitSpec, TrainingRecord};
+use msnet::config::TrainingRecord;
 use msnet::data::Sample;
 use msnet::phantom::nested_ellipses;
 use msnet::{Config, Model, Spec, Weights};
@@ -99,23 +99,7 @@ fn phantoms(n: usize) -> Vec<Sample> {
 }
 
 fn record() -> TrainingRecord {
-    TrainingRecord {
-        dataset: "phantom".into(),
-        seed: 0,
-        train: vec![],
-        test: vec![],
-        iterations: 0,
-        batch_size: 0,
-        learning_rate: 0.0,
-        lr_decay: 0.0,
-        lr_step: 0,
-        init: InitSpec::default(),
-        final_loss: 0.0,
-        seconds: 0.0,
-        hardware: String::new(),
-        folder_classes: None,
-        augmentation: Default::default(),
-    }
+    TrainingRecord::new("phantom", vec![], vec![])
 }
 
 fn out_dir(tag: &str) -> PathBuf {
