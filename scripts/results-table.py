@@ -86,9 +86,33 @@ def metrics_table(rows, group, paper=None, extra=None):
     return out
 
 
+def pilot_curves(runs):
+    """Validation DSC_avg of each pilot run (RUNS/pilot-*/validation.csv), one column per run."""
+    curves = {}
+    for d in sorted(Path(runs).glob("pilot-*")):
+        f = d / "validation.csv"
+        if f.is_file():
+            lines = f.read_text().splitlines()[1:]
+            curves[d.name] = {int(l.split(",")[0]): float(l.split(",")[4]) for l in lines if l}
+    if not curves:
+        return []
+    names = list(curves)
+    iterations = sorted({i for c in curves.values() for i in c})
+    out = ["| iteration | " + " | ".join(f"val DSC_avg, {n}" for n in names) + " |",
+           "|---|" + "---|" * len(names)]
+    for i in iterations:
+        cells = [f"{curves[n][i]:.4f}" if i in curves[n] else "—" for n in names]
+        out.append(f"| {i} | " + " | ".join(cells) + " |")
+    return out
+
+
 def main():
     runs = sys.argv[1] if len(sys.argv) > 1 else "runs"
     rows = load(runs)
+    pilots = pilot_curves(runs)
+    if pilots:
+        print("### Validation pilots\n")
+        print("\n".join(pilots) + "\n")
     if not rows:
         sys.exit(f"results-table: no finished runs in {runs}")
     print("### WBC Dataset 1: MSNet\n")

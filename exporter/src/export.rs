@@ -11,7 +11,8 @@
 //! by tract, and the plan by `msnet-runtime`, on every golden input and compared with the
 //! reference (the trainer's burn forward pass); any value beyond `atol + rtol·|ref|` or any argmax difference fails the export. All
 //! artifacts are staged and committed together ([`crate::stage`]), so a failed export leaves
-//! the directory as it was.
+//! the directory as it was, and a killed one leaves a swap that the next export completes
+//! before anything else.
 
 use std::path::Path;
 
@@ -24,7 +25,7 @@ use crate::ExportError;
 use crate::nnef::nnef_bytes;
 use crate::onnx::{INPUT, OUTPUT, build_onnx, check_weights};
 use crate::plan::{CompiledPlan, compile_plan};
-use crate::stage::Staging;
+use crate::stage::{self, Staging};
 use crate::tract_check::TractModel;
 use msnet_runtime::host::{PlanBuffer, Session};
 use prost::Message;
@@ -38,6 +39,8 @@ pub const SAMPLE_IMAGE: &str = "phantom.png";
 pub const NNEF_FILE: &str = "model.nnef.tgz";
 /// File name of the runtime plan (defined by the runtime that reads it).
 pub use msnet_runtime::format::PLAN_FILE;
+/// Everything an export writes, in the order it is moved into place.
+pub const ARTIFACTS: [&str; 4] = [ONNX_FILE, NNEF_FILE, PLAN_FILE, golden::GOLDEN_DIR];
 
 /// How one golden case came out in the self-check.
 #[derive(Clone, Debug)]
@@ -81,6 +84,9 @@ pub fn export(
     log: &mut dyn FnMut(&str),
 ) -> Result<ExportReport, ExportError> {
     let model = Model::load(dir)?;
+    for note in stage::recover(dir)? {
+        log(&note);
+    }
     let cfg = model.config();
     let size = shape.unwrap_or(cfg.input_size);
 
@@ -174,7 +180,7 @@ pub fn export(
         return Err(ExportError::SelfCheck(failures.join("; ")));
     }
 
-    stage.commit(&[ONNX_FILE, NNEF_FILE, PLAN_FILE, golden::GOLDEN_DIR])?;
+    stage.commit(&ARTIFACTS)?;
     Ok(ExportReport {
         size,
         manifest,

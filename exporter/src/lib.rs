@@ -8,7 +8,7 @@
 //! - [`plan`]: the runtime plan (`model.msplan`) that `msnet-runtime` executes;
 //! - golden bundles (`golden/`, format in [`msnet::golden`]);
 //! - [`tract_check`]: running the ONNX and NNEF files with tract for the self-check;
-//! - [`stage`]: the all-or-nothing write of the artifacts.
+//! - [`stage`]: the all-or-nothing write of the artifacts, and recovery after a kill.
 //!
 //! It must not define any part of the network: the ONNX graph is produced by lowering the one
 //! MSNet program, [`msnet::graph::forward`], onto ONNX nodes ([`onnx::OnnxLowering`]); a change
@@ -23,7 +23,7 @@ pub mod stage;
 pub mod tract_check;
 
 pub use export::{
-    CaseCheck, ExportReport, NNEF_FILE, ONNX_FILE, PLAN_FILE, ROUNDING_PROBE, export,
+    ARTIFACTS, CaseCheck, ExportReport, NNEF_FILE, ONNX_FILE, PLAN_FILE, ROUNDING_PROBE, export,
 };
 pub use msnet::golden::Reference;
 pub use nnef::nnef_bytes;

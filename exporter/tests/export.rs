@@ -11,9 +11,10 @@ use msnet::config::{InitSpec, Normalization};
 use msnet::golden::{self, Reference};
 use msnet::model::WEIGHTS_FILE;
 use msnet::{Config, Model, Spec, weights};
+use msnet_exporter::stage::{JOURNAL_FILE, Staging, recover};
 use msnet_exporter::{
-    ExportError, NNEF_FILE, ONNX_FILE, PLAN_FILE, TractModel, check_structure, check_weights,
-    export,
+    ARTIFACTS, ExportError, NNEF_FILE, ONNX_FILE, PLAN_FILE, TractModel, check_structure,
+    check_weights, export,
 };
 use msnet_runtime::host::{PlanBuffer, Session};
 use msnet_trainer::Predictor;
@@ -41,22 +42,37 @@ fn model(dims: usize, in_channels: usize, classes: usize, size: [usize; 3], seed
     Model { spec, weights }
 }
 
-/// Every file under `dir` (recursively) with its bytes: a directory's complete state.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+/// Every file and folder under `dir` (recursively), by relative path, with the bytes of each
+/// file: a directory's complete state.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
     let mut out = BTreeMap::new();
     let Ok(entries) = fs::read_dir(dir) else {
         return out;
     };
     for entry in entries {
         let path = entry.unwrap().path();
+        let rel = path.strip_prefix(dir).unwrap().to_path_buf();
         if path.is_dir() {
-            out.insert(path.clone(), Vec::new());
-            out.extend(snapshot(&path));
+            out.insert(rel.clone(), None);
+            out.extend(snapshot(&path).into_iter().map(|(p, b)| (rel.join(p), b)));
         } else {
-            out.insert(path.clone(), fs::read(&path).unwrap());
+            out.insert(rel, Some(fs::read(&path).unwrap()));
         }
     }
     out
+}
+
+/// Makes `dir` hold exactly `state` (a [`snapshot`]).
+fn restore(dir: &Path, state: &BTreeMap<PathBuf, Option<Vec<u8>>>) {
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir).unwrap();
+    // Sorted paths put every folder before its contents.
+    for (rel, bytes) in state {
+        match bytes {
+            None => fs::create_dir(dir.join(rel)).unwrap(),
+            Some(b) => fs::write(dir.join(rel), b).unwrap(),
+        }
+    }
 }
 
 fn quiet(_: &str) {}
@@ -198,6 +214,87 @@ fn export_at_another_shape_and_again_replaces_the_artifacts() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(names.is_empty(), "staging left behind: {names:?}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_kill_at_every_step_of_the_swap_leaves_the_old_or_the_new_export() {
+    let m = model(2, 1, 2, [1, 32, 32], 17);
+    let dir = scratch("kill");
+    m.save(&dir).unwrap();
+    let reference = Predictor::new(&m, Device::flex());
+    export(&dir, None, &reference, &mut quiet).unwrap();
+    let old = snapshot(&dir);
+    export(&dir, Some([1, 48, 48]), &reference, &mut quiet).unwrap();
+    let new = snapshot(&dir);
+    for file in [ONNX_FILE, NNEF_FILE, PLAN_FILE] {
+        assert_ne!(old[Path::new(file)], new[Path::new(file)], "{file}");
+    }
+
+    // The new export's artifacts staged over the old export, the swap killed after each of
+    // its changes in turn, then recovered.
+    let stage_new = || {
+        let stage = Staging::new(&dir).unwrap();
+        for (rel, bytes) in &new {
+            if !ARTIFACTS.iter().any(|a| rel.starts_with(a)) {
+                continue;
+            }
+            let to = stage.path(rel.to_str().unwrap());
+            match bytes {
+                None => fs::create_dir(&to).unwrap(),
+                Some(b) => fs::write(&to, b).unwrap(),
+            }
+        }
+        stage
+    };
+    let mut kills = 0;
+    for changes in 0.. {
+        restore(&dir, &old);
+        if !stage_new().commit_killed_after(&ARTIFACTS, changes) {
+            break;
+        }
+        kills += 1;
+        recover(&dir).unwrap();
+        let after = snapshot(&dir);
+        let names: Vec<_> = after
+            .keys()
+            .filter(|p| p.components().count() == 1)
+            .collect();
+        assert!(
+            after == old || after == new,
+            "killed after {changes} changes, recovered to {names:?}"
+        );
+        // From the journal's rename on, the swap is completed.
+        assert_eq!(after == new, changes > 0, "killed after {changes} changes");
+    }
+    // The journal, two moves per artifact, the journal's removal, the staging folder's.
+    assert_eq!(kills, 1 + 2 * ARTIFACTS.len() + 1 + 1);
+
+    // The next export recovers by itself, before anything else: it completes the killed swap
+    // and removes the staging folders of dead exports, also those without a lock file.
+    restore(&dir, &old);
+    assert!(stage_new().commit_killed_after(&ARTIFACTS, 4));
+    assert!(dir.join(JOURNAL_FILE).exists());
+    let unlocked = dir.join(".export-4000000-0");
+    fs::create_dir(&unlocked).unwrap();
+    fs::write(
+        unlocked.join(ONNX_FILE),
+        "from before staging folders had locks",
+    )
+    .unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    fs::File::open(&unlocked)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let mut log = Vec::new();
+    export(&dir, Some([1, 48, 48]), &reference, &mut |l| {
+        log.push(l.to_string())
+    })
+    .unwrap();
+    assert_eq!(snapshot(&dir), new, "{log:?}");
+    assert!(log[0].contains("completed the swap"), "{log:?}");
+    assert!(log[1].contains(".export-"), "{log:?}");
     fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -5,6 +5,7 @@
 mod bench;
 mod csv;
 mod model;
+mod paths;
 mod segment;
 #[cfg(feature = "tract")]
 mod tract_engine;

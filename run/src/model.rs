@@ -1,16 +1,24 @@
-//! A model directory as the device sees it: `config.json` and `model.msplan`.
+//! A model directory as the device sees it: `config.json` and `model.msplan`, checked to
+//! belong together before any command uses them.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use msnet::Config;
+use msnet::config::ConfigError;
+use msnet::golden::{self, Manifest};
 use msnet::model::CONFIG_FILE;
 use msnet_runtime::Plan;
 use msnet_runtime::format::PLAN_FILE;
 use msnet_runtime::host::{PlanBuffer, Session};
 use msnet_runtime::kernels::conv;
+
+/// The journal `msnet export` keeps in the model directory while it moves its files into
+/// place (msnet-exporter's `stage::JOURNAL_FILE`; this crate must not link the exporter,
+/// which links tract).
+const EXPORT_JOURNAL: &str = ".export-journal";
 
 /// A loaded model: its config and its plan bytes (parse with [`Model::plan`]).
 pub struct Model {
@@ -20,8 +28,28 @@ pub struct Model {
 }
 
 impl Model {
+    /// Loads the model in `dir`, refusing a config and a plan that do not belong together:
+    /// dimensions, channels, classes and input size must agree, and when `golden/` holds a
+    /// manifest, both files must hold the bytes it names.
     pub fn load(dir: &Path) -> Result<Self> {
-        let config = Config::load(&dir.join(CONFIG_FILE))?;
+        let journal = dir.join(EXPORT_JOURNAL);
+        if journal.exists() {
+            // A reader must not write into the model directory (it may be read-only on a
+            // device), so it leaves finishing the swap to the exporter.
+            bail!(
+                "{}: an export is moving its files into place, or was killed doing so; until \
+                 it finishes, the files may come from two exports (run `msnet export {}` to \
+                 complete the interrupted one)",
+                journal.display(),
+                dir.display()
+            );
+        }
+        let config_path = dir.join(CONFIG_FILE);
+        let config = Config::load(&config_path).map_err(|e| match e {
+            // The other variants name the file already.
+            ConfigError::Invalid(_) => anyhow!("{}: {e}", config_path.display()),
+            e => e.into(),
+        })?;
         let path = dir.join(PLAN_FILE);
         let bytes = std::fs::read(&path).with_context(|| {
             format!(
@@ -35,20 +63,82 @@ impl Model {
             config,
             buffer: PlanBuffer::from_bytes(&bytes),
         };
-        let plan = model.plan()?;
+        model.check_agreement()?;
+        Ok(model)
+    }
+
+    /// The check [`Model::load`] makes; in one place so that every command makes it.
+    fn check_agreement(&self) -> Result<()> {
+        let plan = self.plan()?;
         let h = plan.header();
-        let cfg = &model.config;
-        if h.in_channels as usize != cfg.in_channels || h.classes as usize != cfg.classes {
-            anyhow::bail!(
-                "{}: the plan takes {} channels to {} classes, config.json says {} to {}",
-                path.display(),
-                h.in_channels,
-                h.classes,
-                cfg.in_channels,
-                cfg.classes
+        let cfg = &self.config;
+        let (plan_path, config_path) = (self.dir.join(PLAN_FILE), self.dir.join(CONFIG_FILE));
+        let found = [h.dims, h.in_channels, h.classes].map(|v| v as usize);
+        let said = [cfg.dims, cfg.in_channels, cfg.classes];
+        if found != said {
+            bail!(
+                "{} is a {}D model taking {} channels to {} classes, but {} describes a {}D \
+                 model taking {} channels to {} classes: the two files come from different models",
+                plan_path.display(),
+                found[0],
+                found[1],
+                found[2],
+                config_path.display(),
+                said[0],
+                said[1],
+                said[2]
             );
         }
-        Ok(model)
+        match self.manifest()? {
+            Some((manifest_path, mut manifest)) => {
+                // The other model files are the host's (weights, ONNX, NNEF); `verify` checks
+                // those that are present.
+                manifest
+                    .model_files
+                    .retain(|f| [CONFIG_FILE, PLAN_FILE].contains(&f.file.as_str()));
+                golden::check_digests(&self.dir, &manifest)?;
+                // The manifest, not the config, records the size of an export made at another
+                // one (`msnet export --shape`).
+                let input = golden::tensor_shape(found[0], found[1], plan.size());
+                let output = golden::tensor_shape(found[0], found[2], plan.size());
+                if manifest.input_shape != input || manifest.output_shape != output {
+                    bail!(
+                        "{} maps {input:?} to {output:?}, but {} records {:?} to {:?}",
+                        plan_path.display(),
+                        manifest_path.display(),
+                        manifest.input_shape,
+                        manifest.output_shape
+                    );
+                }
+            }
+            None if plan.size() != cfg.input_size => bail!(
+                "{} was compiled for input {:?} ([D, H, W]), but {} says input_size {:?} (a \
+                 plan exported at another size needs the export's golden/manifest.json beside \
+                 it, which records the size)",
+                plan_path.display(),
+                plan.size(),
+                config_path.display(),
+                cfg.input_size
+            ),
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// `golden/manifest.json` with its path, if the directory has one.
+    fn manifest(&self) -> Result<Option<(PathBuf, Manifest)>> {
+        let path = self
+            .dir
+            .join(golden::GOLDEN_DIR)
+            .join(golden::MANIFEST_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let manifest: Manifest = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a golden manifest", path.display()))?;
+        Ok(Some((path, manifest)))
     }
 
     pub fn plan(&self) -> Result<Plan<'_>> {

@@ -12,13 +12,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use msnet::io::{read_image, resize_nearest, write_gray_png};
+use msnet::io::{resize_nearest, write_gray_png};
 use msnet::overlay::write_overlay;
-use msnet_run::preprocess::model_input;
+use msnet_run::preprocess::{ImageBudget, ModelImage, read_model_image};
 use msnet_runtime::host::Session;
 
 use crate::csv::CsvLog;
 use crate::model::{Model, Threads};
+use crate::paths::{self, Output, model_files};
 
 #[derive(Args)]
 pub struct SegmentArgs {
@@ -27,13 +28,19 @@ pub struct SegmentArgs {
     model: PathBuf,
     #[command(flatten)]
     threads: Threads,
+    #[command(flatten)]
+    image_budget: ImageBudget,
     /// Output folder for NAME.mask.png (class index × 255/(classes−1)) and NAME.overlay.png.
     #[arg(long)]
     out: PathBuf,
     /// Also append one CSV row per image to this file (header written when it is new).
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// Images to segment.
+    /// Replace masks and overlays already in --out (without it, an existing one is an error).
+    #[arg(long)]
+    force: bool,
+    /// Images to segment: PNG, JPEG, BMP or TIFF. 8- and 16-bit samples are scaled to [0, 1];
+    /// float TIFF samples are taken as they are and must be finite and within [0, 1].
     #[arg(required = true)]
     images: Vec<PathBuf>,
 }
@@ -51,6 +58,31 @@ pub struct Segmented {
     pub overlay: PathBuf,
 }
 
+/// Where the mask and overlay of one image go.
+pub struct Outputs {
+    pub mask: PathBuf,
+    pub overlay: PathBuf,
+}
+
+impl Outputs {
+    /// `STEM.mask.png` and `STEM.overlay.png` in `folder`.
+    pub fn named(folder: &Path, stem: &str) -> Self {
+        Self {
+            mask: folder.join(format!("{stem}.mask.png")),
+            overlay: folder.join(format!("{stem}.overlay.png")),
+        }
+    }
+}
+
+/// An image's file name without its extension: the name its outputs are given.
+pub fn stem(image: &Path) -> String {
+    image
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
 pub struct DiscCup {
     pub disc_px: usize,
     pub cup_px: usize,
@@ -64,6 +96,7 @@ pub struct Segmenter<'m> {
     probs: Vec<f32>,
     size: [usize; 2],
     cup: Option<usize>,
+    budget: ImageBudget,
 }
 
 impl<'m> Segmenter<'m> {
@@ -81,36 +114,45 @@ impl<'m> Segmenter<'m> {
             probs: vec![0.0; plan.output_len()],
             size: [h, w],
             cup: model.config.class_names.iter().position(|n| n == "cup"),
+            budget: ImageBudget {
+                max_image_mib: msnet_run::preprocess::DEFAULT_MAX_IMAGE_MIB,
+            },
             model,
         })
+    }
+
+    /// The memory one image may take (`--max-image-mib`); the default is the flag's.
+    pub fn with_image_budget(self, budget: ImageBudget) -> Self {
+        Self { budget, ..self }
     }
 
     pub fn class_names(&self) -> &[String] {
         &self.model.config.class_names
     }
 
-    /// Segments the image at `path`, writing `STEM.mask.png` and `STEM.overlay.png` into `out`.
-    pub fn segment(&mut self, path: &Path, out: &Path) -> Result<Segmented> {
+    /// Segments the image at `path`, writing its mask and overlay to `to`.
+    pub fn segment(&mut self, path: &Path, to: &Outputs) -> Result<Segmented> {
         let cfg = &self.model.config;
         let classes = cfg.classes;
-        let (channels, hw, planar) = read_image(path)?;
-        let input = model_input(path, channels, hw, &planar, cfg.in_channels, self.size)?;
+        let ModelImage {
+            channels,
+            hw,
+            planar,
+            input,
+        } = read_model_image(path, &self.budget, cfg.in_channels, self.size)?;
         let t = Instant::now();
         self.session.run(&input, &mut self.probs)?;
         let runtime_ms = t.elapsed().as_secs_f64() * 1e3;
         let labels = argmax(&self.probs, classes);
         let mask = resize_nearest(&labels, self.size, hw);
-        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-        let mask_path = out.join(format!("{stem}.mask.png"));
         let step = (255 / (classes - 1).max(1)) as u8;
         let shown: Vec<u8> = mask.iter().map(|&l| l * step).collect();
-        write_gray_png(&mask_path, hw, &shown)?;
-        let overlay_path = out.join(format!("{stem}.overlay.png"));
+        write_gray_png(&to.mask, hw, &shown)?;
         let rgb_channels = if channels == 1 { 1 } else { 3 };
         let shown_image = &planar[..rgb_channels * hw[0] * hw[1]];
         let no_truth = vec![0u8; mask.len()];
         write_overlay(
-            &overlay_path,
+            &to.overlay,
             shown_image,
             rgb_channels,
             hw,
@@ -136,8 +178,8 @@ impl<'m> Segmenter<'m> {
             runtime_ms,
             areas,
             disc_cup,
-            mask: mask_path,
-            overlay: overlay_path,
+            mask: to.mask.clone(),
+            overlay: to.overlay.clone(),
         })
     }
 }
@@ -183,7 +225,13 @@ fn vertical_extent(labels: &[u8], width: usize, inside: impl Fn(u8) -> bool) -> 
 
 pub fn run(a: &SegmentArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
-    let mut segmenter = Segmenter::new(&model, &a.threads)?;
+    let mut segmenter = Segmenter::new(&model, &a.threads)?.with_image_budget(a.image_budget);
+    let targets: Vec<Outputs> = a
+        .images
+        .iter()
+        .map(|image| Outputs::named(&a.out, &stem(image)))
+        .collect();
+    check_paths(a, &targets)?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let mut csv = a
@@ -192,8 +240,8 @@ pub fn run(a: &SegmentArgs) -> Result<ExitCode> {
         .map(|p| CsvLog::open(p, segmenter.class_names()))
         .transpose()?;
     let mut failed = 0;
-    for path in &a.images {
-        match segmenter.segment(path, &a.out) {
+    for (path, to) in a.images.iter().zip(&targets) {
+        match segmenter.segment(path, to) {
             Ok(s) => {
                 println!("{}", s.json(path, segmenter.class_names()));
                 if let Some(csv) = &mut csv {
@@ -211,6 +259,32 @@ pub fn run(a: &SegmentArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Refuses, before any image is read, outputs that would land on an input (an image or a model
+/// file), on each other (two images with one stem) or on an earlier run's files without
+/// `--force`.
+fn check_paths(a: &SegmentArgs, targets: &[Outputs]) -> Result<()> {
+    let mut inputs = a.images.clone();
+    inputs.extend(model_files(&a.model));
+    let mut outputs: Vec<Output> = a
+        .images
+        .iter()
+        .zip(targets)
+        .flat_map(|(image, to)| {
+            [&to.mask, &to.overlay].map(|path| Output {
+                path: path.clone(),
+                by: image.display().to_string(),
+                replace: a.force,
+            })
+        })
+        .collect();
+    outputs.extend(a.csv.iter().map(|csv| Output {
+        path: csv.clone(),
+        by: "--csv".into(),
+        replace: true,
+    }));
+    paths::check(&inputs, &outputs)
 }
 
 /// Per-pixel class of channels-first probabilities `[classes][pixels]` (ties to the lower

@@ -13,9 +13,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use msnet::io::{read_volume_f32, resize_bilinear, resize_nearest, write_volume_u8};
+use msnet::io::{
+    read_volume_f32, read_volume_shape, resize_bilinear, resize_nearest, write_volume_u8,
+};
 
 use crate::model::{Model, Threads};
+use crate::paths::{self, Output, model_files};
 use crate::segment::argmax;
 
 #[derive(Args)]
@@ -25,7 +28,8 @@ pub struct VolumeArgs {
     model: PathBuf,
     #[command(flatten)]
     threads: Threads,
-    /// The label volume to write (.nii or .nii.gz; uint8 class indices, same grid as the input).
+    /// The label volume to write (.nii or .nii.gz; uint8 class indices, same grid as the input);
+    /// replaced if it exists, but never when it is the input volume or a model file.
     #[arg(long)]
     out: PathBuf,
     /// Refuse to start if the memory this needs (engine and volume buffers) exceeds this many
@@ -61,6 +65,19 @@ fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// Refuses an --out that is the input volume or a model file. Any other file there is
+/// replaced: naming --out asks for that very file.
+fn check_paths(a: &VolumeArgs) -> Result<()> {
+    let mut inputs = vec![a.volume.clone()];
+    inputs.extend(model_files(&a.model));
+    let out = Output {
+        path: a.out.clone(),
+        by: a.volume.display().to_string(),
+        replace: true,
+    };
+    paths::check(&inputs, &[out])
+}
+
 pub fn run(a: &VolumeArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
     let plan = model.plan()?;
@@ -77,12 +94,11 @@ pub fn run(a: &VolumeArgs) -> Result<ExitCode> {
             plan.header().in_channels
         );
     }
-    let (shape, mut voxels) = read_volume_f32(&a.volume)?;
-    if let Some(i) = voxels.iter().position(|v| !v.is_finite()) {
-        bail!("{}: voxel {i} is NaN or infinite", a.volume.display());
-    }
+    check_paths(a)?;
+    // The header alone: the budget is judged before the data is decompressed.
+    let shape = read_volume_shape(&a.volume)?;
     let size = plan.size();
-    let voxels_len = voxels.len();
+    let voxels_len = shape.iter().product::<usize>();
     // What this run holds at once: the engine (arena, plan, input, output) and the volume
     // (intensities and labels at the volume's own size).
     let engine = plan.arena_len() * 4
@@ -100,6 +116,13 @@ pub fn run(a: &VolumeArgs) -> Result<ExitCode> {
             mib(engine),
             mib(volume_bytes)
         );
+    }
+    let (read_shape, mut voxels) = read_volume_f32(&a.volume)?;
+    if read_shape != shape {
+        bail!("{}: changed while it was being read", a.volume.display());
+    }
+    if let Some(i) = voxels.iter().position(|v| !v.is_finite()) {
+        bail!("{}: voxel {i} is NaN or infinite", a.volume.display());
     }
     let (lo, hi) = voxels
         .iter()

@@ -216,7 +216,15 @@ fn watch_once_logs_a_csv_row_per_image_and_files_them_away() {
     };
     assert_eq!(names(&out.join("done")), ["eye-1.png", "eye-2.png"]);
     assert_eq!(names(&out.join("failed")), ["eye-3.png"]);
-    assert_eq!(names(&inbox), [".eye-4.png", "notes.txt"]);
+    assert_eq!(
+        names(&inbox),
+        [
+            ".eye-4.png",
+            ".msnet-watch.lock",
+            ".processing",
+            "notes.txt"
+        ]
+    );
 
     // A second run finds nothing new and appends nothing.
     let o = msnet_run(&args);
@@ -352,5 +360,286 @@ fn verify_with_tract_cross_checks_the_runtime_with_a_second_engine() {
     let o = msnet_run(&["verify", "--model", dir.to_str().unwrap(), "--tract"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("model.nnef.tgz"), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The names in a folder, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn segment_volume_never_writes_over_its_input_or_its_model() {
+    let dir = scratch("volume-input");
+    let scan = dir.join("scan.nii.gz");
+    let voxels: Vec<f32> = (0..6 * 10 * 12).map(|i| i as f32).collect();
+    msnet::io::write_volume_f32(&scan, [6, 10, 12], &voxels).unwrap();
+    let link = dir.join("link.nii.gz");
+    std::os::unix::fs::symlink(&scan, &link).unwrap();
+    let model = dir.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["config.json", "model.msplan"] {
+        std::fs::copy(Path::new(&tiny_3d()).join(f), model.join(f)).unwrap();
+    }
+    let before = std::fs::read(&scan).unwrap();
+    let plan = std::fs::read(model.join("model.msplan")).unwrap();
+    let plan_path = model.join("model.msplan");
+    for (out, input) in [
+        (&scan, &scan),
+        (&scan, &link),
+        (&link, &scan),
+        (&plan_path, &scan),
+    ] {
+        let o = msnet_run(&[
+            "segment-volume",
+            "--model",
+            s(&model),
+            "--out",
+            s(out),
+            s(input),
+        ]);
+        assert!(!o.status.success(), "{}", text(&o));
+        assert!(
+            text(&o).contains("would overwrite the input"),
+            "{}",
+            text(&o)
+        );
+        assert!(text(&o).contains(s(out)), "{}", text(&o));
+    }
+    assert_eq!(std::fs::read(&scan).unwrap(), before);
+    assert_eq!(std::fs::read(&plan_path).unwrap(), plan);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn segment_never_writes_a_mask_over_an_input_image() {
+    let dir = scratch("segment-input");
+    let cell = dir.join("cell.png");
+    write_phantom_png(&cell, 40, 50);
+    // An image that happens to carry the name cell.png's mask gets.
+    let named_like_a_mask = dir.join("cell.mask.png");
+    write_phantom_png(&named_like_a_mask, 30, 30);
+    let before = std::fs::read(&named_like_a_mask).unwrap();
+    let o = msnet_run(&[
+        "segment",
+        "--model",
+        &shipped(),
+        "--out",
+        s(&dir),
+        s(&cell),
+        s(&named_like_a_mask),
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("would overwrite the input"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(&named_like_a_mask).unwrap(), before);
+    assert_eq!(
+        names(&dir),
+        ["cell.mask.png", "cell.png"],
+        "nothing written"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn segment_refuses_images_sharing_a_stem_and_keeps_earlier_results_without_force() {
+    let dir = scratch("segment-collide");
+    for sub in ["a", "b"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        write_phantom_png(&dir.join(sub).join("x.png"), 40, 50);
+    }
+    write_phantom_png(&dir.join("a/x.jpg"), 40, 50);
+    let out = dir.join("out");
+    let segment = |images: &[&Path], force: bool| {
+        let mut args = vec!["segment", "--model", &shipped(), "--out", s(&out)]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        if force {
+            args.push("--force".into());
+        }
+        args.extend(images.iter().map(|p| s(p).to_string()));
+        Command::new(env!("CARGO_BIN_EXE_msnet-run"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (ax, bx, aj) = (
+        dir.join("a/x.png"),
+        dir.join("b/x.png"),
+        dir.join("a/x.jpg"),
+    );
+    for pair in [[&ax, &bx], [&ax, &aj]] {
+        let o = segment(&[pair[0], pair[1]], false);
+        assert!(!o.status.success(), "{}", text(&o));
+        let msg = text(&o);
+        assert!(
+            msg.contains(&format!("{} and {}", s(pair[0]), s(pair[1]))),
+            "{msg}"
+        );
+        assert!(!out.exists(), "nothing may be written: {msg}");
+    }
+    let o = segment(&[&ax], false);
+    assert!(o.status.success(), "{}", text(&o));
+    let first = std::fs::read(out.join("x.mask.png")).unwrap();
+    // b/x.png's mask would replace a/x.png's from the run before.
+    let o = segment(&[&bx], false);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("already exists") && text(&o).contains("--force"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(out.join("x.mask.png")).unwrap(), first);
+    let o = segment(&[&bx], true);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn watch_once(model: &Path, inbox: &Path, out: &Path) -> Output {
+    msnet_run(&[
+        "watch",
+        "--model",
+        s(model),
+        "--inbox",
+        s(inbox),
+        "--out",
+        s(out),
+        "--once",
+    ])
+}
+
+#[test]
+fn watch_never_replaces_a_filed_image_or_its_results() {
+    let dir = scratch("watch-collide");
+    let inbox = dir.join("inbox");
+    let out = dir.join("out");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let model = Path::new(&shipped()).to_path_buf();
+    write_phantom_png(&inbox.join("scan.png"), 100, 120);
+    std::fs::write(inbox.join("bad.png"), b"not a png").unwrap();
+    let first = std::fs::read(inbox.join("scan.png")).unwrap();
+    let o = watch_once(&model, &inbox, &out);
+    assert!(!o.status.success(), "bad.png fails: {}", text(&o));
+
+    write_phantom_png(&inbox.join("scan.png"), 64, 64);
+    write_phantom_png(&inbox.join("scan.jpg"), 32, 48);
+    std::fs::write(inbox.join("bad.png"), b"not a png either").unwrap();
+    let second = std::fs::read(inbox.join("scan.png")).unwrap();
+    let o = watch_once(&model, &inbox, &out);
+    assert!(!o.status.success(), "bad.png fails: {}", text(&o));
+    assert!(
+        text(&o).contains("scan-1"),
+        "the new name is said: {}",
+        text(&o)
+    );
+
+    // Pending images go by name: bad.png, scan.jpg, then scan.png.
+    assert_eq!(
+        names(&out.join("done")),
+        ["scan-1.jpg", "scan-2.png", "scan.png"]
+    );
+    assert_eq!(std::fs::read(out.join("done/scan.png")).unwrap(), first);
+    assert_eq!(std::fs::read(out.join("done/scan-2.png")).unwrap(), second);
+    assert_eq!(names(&out.join("failed")), ["bad-1.png", "bad.png"]);
+    assert_eq!(
+        std::fs::read(out.join("failed/bad.png")).unwrap(),
+        b"not a png"
+    );
+    for (stem, (w, h)) in [
+        ("scan", (120, 100)),
+        ("scan-1", (48, 32)),
+        ("scan-2", (64, 64)),
+    ] {
+        let mask = image::open(out.join(format!("{stem}.mask.png"))).unwrap();
+        assert_eq!((mask.width(), mask.height()), (w, h), "{stem}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn watch_refuses_an_inbox_and_out_that_overlap() {
+    let dir = scratch("watch-overlap");
+    let inbox = dir.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    write_phantom_png(&inbox.join("scan.png"), 40, 40);
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&inbox, &link).unwrap();
+    let model = Path::new(&shipped()).to_path_buf();
+    for (watched, out) in [
+        (inbox.clone(), inbox.clone()),
+        (inbox.clone(), link.clone()),
+        (inbox.clone(), inbox.join("out")),
+        (inbox.join("done"), inbox.clone()),
+    ] {
+        std::fs::create_dir_all(&watched).unwrap();
+        let o = watch_once(&model, &watched, &out);
+        assert!(!o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("use separate folders"), "{}", text(&o));
+        assert!(inbox.join("scan.png").is_file(), "{}", text(&o));
+    }
+    assert_eq!(names(&inbox), ["done", "scan.png"], "nothing written");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_second_watcher_on_one_inbox_refuses_to_start() {
+    use std::io::BufRead;
+    let dir = scratch("watch-two");
+    let inbox = dir.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let model = Path::new(&shipped()).to_path_buf();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_msnet-run"))
+        .args(["watch", "--model", s(&model), "--inbox", s(&inbox)])
+        .args(["--out", s(&dir.join("out-1")), "--poll-ms", "50"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut log = std::io::BufReader::new(first.stderr.take().unwrap());
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert!(line.starts_with("watching"), "{line}");
+
+    let o = watch_once(&model, &inbox, &dir.join("out-2"));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("another watcher"), "{}", text(&o));
+    // The lock goes with the process.
+    let o = watch_once(&model, &inbox, &dir.join("out-2"));
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn watch_sets_aside_an_image_a_stopped_watcher_left_claimed() {
+    let dir = scratch("watch-claimed");
+    let inbox = dir.join("inbox");
+    let out = dir.join("out");
+    // What a watcher killed in the middle of scan.png leaves behind.
+    std::fs::create_dir_all(inbox.join(".processing")).unwrap();
+    write_phantom_png(&inbox.join(".processing/scan.png"), 40, 40);
+    write_phantom_png(&inbox.join("next.png"), 40, 40);
+    let o = watch_once(Path::new(&shipped()), &inbox, &out);
+    assert!(!o.status.success(), "a set-aside image counts as failed");
+    assert!(text(&o).contains("was being processed"), "{}", text(&o));
+    assert_eq!(names(&out.join("failed")), ["scan.png"]);
+    assert_eq!(names(&out.join("done")), ["next.png"]);
+    assert!(names(&inbox.join(".processing")).is_empty());
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "one header, one row: {csv}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -25,6 +25,22 @@ const MAGIC_WORDS: [u32; 2] = [
     u32::from_le_bytes([MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3]]),
     u32::from_le_bytes([MAGIC[4], MAGIC[5], MAGIC[6], MAGIC[7]]),
 ];
+/// Why `bytes`, which do not start with [`MAGIC`], are not a plan. Names the other model
+/// files of a model directory, the likeliest mix-up: a protobuf `ModelProto` starts with field
+/// 1 (`ir_version`, a small varint) followed by another of its top-level fields; an NNEF plan
+/// is a gzip archive.
+pub fn not_a_plan(bytes: &[u8]) -> &'static str {
+    match bytes {
+        [0x08, v, 0x12 | 0x1a | 0x22 | 0x28 | 0x32 | 0x3a | 0x42, ..] if *v < 0x80 => {
+            "not an MSNet plan (this looks like ONNX: pass model.msplan, not model.onnx)"
+        }
+        [0x1f, 0x8b, ..] => {
+            "not an MSNet plan (this looks like a gzip archive such as model.nnef.tgz)"
+        }
+        _ => "not an MSNet plan (bad magic)",
+    }
+}
+
 /// Format version this crate reads and writes.
 pub const VERSION: u32 = 1;
 /// Header length in words.
@@ -84,7 +100,10 @@ impl Header {
     /// Reads the header fields; checks magic, version and record sizes only.
     pub fn from_words(w: &[u32; HEADER_WORDS]) -> Result<Self, &'static str> {
         if w[..2] != MAGIC_WORDS {
-            return Err("not an MSNet plan (bad magic)");
+            let mut start = [0u8; 8];
+            start[..4].copy_from_slice(&w[0].to_le_bytes());
+            start[4..].copy_from_slice(&w[1].to_le_bytes());
+            return Err(not_a_plan(&start));
         }
         if w[2] != VERSION {
             return Err("unsupported plan version (this runtime reads version 1)");

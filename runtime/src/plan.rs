@@ -5,7 +5,9 @@
 use core::fmt;
 use core::ops::Range;
 
-use crate::format::{FLAG_RELU, HEADER_WORDS, Header, OP_WORDS, OpRecord, Opcode, plan_checksum};
+use crate::format::{
+    FLAG_RELU, HEADER_WORDS, Header, MAGIC, OP_WORDS, OpRecord, Opcode, not_a_plan, plan_checksum,
+};
 use crate::kernels::conv::ConvShape;
 
 /// Why a plan was rejected.
@@ -178,6 +180,11 @@ impl<'a> Plan<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, PlanError> {
         if cfg!(target_endian = "big") {
             return Err(PlanError::BigEndian);
+        }
+        // A foreign file is named before its length is judged: an ONNX file is rarely a whole
+        // number of words, and "truncated plan" would send the user looking for the wrong fault.
+        if bytes.len() >= MAGIC.len() && bytes[..MAGIC.len()] != MAGIC {
+            return Err(PlanError::Header(not_a_plan(bytes)));
         }
         if bytes.len() < HEADER_WORDS * 4 || !bytes.len().is_multiple_of(4) {
             return Err(PlanError::Truncated { len: bytes.len() });

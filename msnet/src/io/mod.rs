@@ -1,23 +1,29 @@
 //! Image and volume I/O: the only place where files are decoded into numbers.
 //!
-//! - [`image`]: 2D images (PNG, JPEG, BMP, TIFF) to channel-first `f32` in `[0, 1]`, label masks
-//!   to `u8`, bilinear / nearest resizing, and gray PNG writing.
+//! - [`image`]: 2D images (PNG, JPEG, BMP, TIFF) to channel-first `f32` in `[0, 1]` (float TIFF
+//!   samples taken as they are, and refused unless finite and in `[0, 1]`), label masks to `u8`,
+//!   bilinear / nearest resizing, and gray PNG writing.
 //! - [`nifti`]: 3D NIfTI-1 volumes (`.nii`, `.nii.gz`) to `[D, H, W]` buffers, and a `uint8`
 //!   writer for predicted label volumes.
 //! - [`npy`]: NumPy `.npy` float32 arrays (golden bundles).
 //!
 //! Every error names the file it concerns. Decoders are fed user files, so sizes are checked
-//! against hard limits before any large allocation, and nothing here panics on file content.
+//! against hard limits before any large allocation, a file that ends early is an error in every
+//! format, and nothing here panics on file content. Callers with a memory budget check it from
+//! the header alone: [`read_image_checked`] shows them the [`ImageHeader`] before any pixel is
+//! decoded, [`read_volume_shape`] reads a volume's header without its data.
 
 pub mod image;
 pub mod nifti;
 pub mod npy;
 
 pub use self::image::{
-    decode_image, read_image, read_mask, resize_bilinear, resize_nearest, write_gray_png,
-    write_image_png,
+    ImageHeader, decode_image, read_image, read_image_checked, read_mask, resize_bilinear,
+    resize_nearest, write_gray_png, write_image_png,
 };
-pub use self::nifti::{read_volume_f32, read_volume_u8, write_volume_f32, write_volume_u8};
+pub use self::nifti::{
+    read_volume_f32, read_volume_shape, read_volume_u8, write_volume_f32, write_volume_u8,
+};
 
 use std::path::{Path, PathBuf};
 

@@ -13,6 +13,10 @@
 //! the voxel stream is read here so that a short file or a cut gzip stream is reported as
 //! [`IoError::TruncatedNifti`] with the expected and actual byte counts, and so that nothing is
 //! allocated before the header's size has been checked against [`MAX_VOLUME_VOXELS`].
+//!
+//! The voxels are converted as they stream in, so reading holds the result and nothing of its
+//! size besides; [`read_volume_shape`] reads the header alone, for a caller that must check a
+//! memory budget before the data is decompressed.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -34,24 +38,24 @@ const MAX_VOX_OFFSET: usize = 1 << 24;
 
 /// Reads a 3D volume as `f32`: `([d, h, w], voxels)` (see the module docs).
 pub fn read_volume_f32(path: &Path) -> Result<([usize; 3], Vec<f32>), IoError> {
-    let raw = read_raw(path)?;
-    let voxels = match (raw.dtype, raw.scaling) {
-        // The common case: copy without going through f64.
-        (Dtype::F32, None) => raw
-            .data
-            .chunks_exact(4)
-            .map(|b| {
+    let (reader, layout) = open_volume(path)?;
+    let mut voxels = reserve(path, layout.voxels())?;
+    read_voxels(path, reader, &layout, |bytes| {
+        match (layout.dtype, layout.scaling) {
+            // The common case: copy without going through f64.
+            (Dtype::F32, None) => voxels.extend(bytes.chunks_exact(4).map(|b| {
                 let b = [b[0], b[1], b[2], b[3]];
-                if raw.little {
+                if layout.little {
                     f32::from_le_bytes(b)
                 } else {
                     f32::from_be_bytes(b)
                 }
-            })
-            .collect(),
-        _ => raw.values().map(|v| v as f32).collect(),
-    };
-    Ok((raw.shape, voxels))
+            })),
+            _ => voxels.extend(layout.values(bytes).map(|v| v as f32)),
+        }
+        Ok(())
+    })?;
+    Ok((layout.shape, voxels))
 }
 
 /// Reads a 3D label volume as `u8`: `([d, h, w], labels)`.
@@ -59,21 +63,34 @@ pub fn read_volume_f32(path: &Path) -> Result<([usize; 3], Vec<f32>), IoError> {
 /// Any datatype is accepted as long as every (scaled) value is an integer in `0..=255`;
 /// otherwise [`IoError::BadNifti`] names the first offending voxel.
 pub fn read_volume_u8(path: &Path) -> Result<([usize; 3], Vec<u8>), IoError> {
-    let raw = read_raw(path)?;
-    if raw.dtype == Dtype::U8 && raw.scaling.is_none() {
-        return Ok((raw.shape, raw.data));
-    }
-    let mut labels = Vec::with_capacity(raw.data.len() / raw.dtype.size());
-    for (i, v) in raw.values().enumerate() {
-        if !(0.0..=255.0).contains(&v) || v.fract() != 0.0 {
-            return Err(bad(
-                path,
-                format!("voxel {i} has value {v}, not a label in 0..=255"),
-            ));
+    let (reader, layout) = open_volume(path)?;
+    let mut labels = reserve(path, layout.voxels())?;
+    read_voxels(path, reader, &layout, |bytes| {
+        if layout.dtype == Dtype::U8 && layout.scaling.is_none() {
+            labels.extend_from_slice(bytes);
+            return Ok(());
         }
-        labels.push(v as u8);
-    }
-    Ok((raw.shape, labels))
+        for v in layout.values(bytes) {
+            if !(0.0..=255.0).contains(&v) || v.fract() != 0.0 {
+                return Err(bad(
+                    path,
+                    format!(
+                        "voxel {} has value {v}, not a label in 0..=255",
+                        labels.len()
+                    ),
+                ));
+            }
+            labels.push(v as u8);
+        }
+        Ok(())
+    })?;
+    Ok((layout.shape, labels))
+}
+
+/// The `[d, h, w]` shape of a volume from its header alone, validated as the readers validate
+/// it, without reading or decompressing the voxel data.
+pub fn read_volume_shape(path: &Path) -> Result<[usize; 3], IoError> {
+    Ok(open_volume(path)?.1.shape)
 }
 
 /// Writes a `uint8` label volume `[d, h, w]` (C order) as NIfTI-1, atomically.
@@ -172,24 +189,42 @@ impl Dtype {
     }
 }
 
-/// A validated header plus the raw voxel bytes, before conversion.
-struct RawVolume {
+/// What a validated header says about the voxel stream.
+struct Layout {
     shape: [usize; 3],
     dtype: Dtype,
     little: bool,
     /// `(slope, intercept)` when the header asks for a non-identity scaling.
     scaling: Option<(f64, f64)>,
-    data: Vec<u8>,
+    vox_offset: usize,
 }
 
-impl RawVolume {
-    /// Every voxel as `f64`, scaled, in file order.
-    fn values(&self) -> impl Iterator<Item = f64> + '_ {
-        let (slope, inter) = self.scaling.unwrap_or((1.0, 0.0));
-        self.data
-            .chunks_exact(self.dtype.size())
-            .map(move |b| self.dtype.decode(b, self.little) * slope + inter)
+impl Layout {
+    fn voxels(&self) -> usize {
+        self.shape.iter().product()
     }
+
+    /// The voxels held in `bytes` (whole voxels, in file order) as scaled `f64`.
+    fn values<'b>(&self, bytes: &'b [u8]) -> impl Iterator<Item = f64> + 'b {
+        let (slope, inter) = self.scaling.unwrap_or((1.0, 0.0));
+        let (dtype, little) = (self.dtype, self.little);
+        bytes
+            .chunks_exact(dtype.size())
+            .map(move |b| dtype.decode(b, little) * slope + inter)
+    }
+}
+
+/// Room for `n` values, reserved at once so the result never reallocates (and so never holds
+/// two copies) while it fills; a failed reservation is an error naming the file.
+fn reserve<T>(path: &Path, n: usize) -> Result<Vec<T>, IoError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        bad(
+            path,
+            format!("cannot allocate {n} voxels of {} bytes", size_of::<T>()),
+        )
+    })?;
+    Ok(v)
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> IoError {
@@ -211,58 +246,93 @@ fn open(path: &Path) -> Result<Box<dyn Read>, IoError> {
     }
 }
 
-/// Reads up to `n` bytes; returns what arrived and the error that stopped it early, if any.
-/// Keeping the partial count lets truncation errors say how much data there was.
-fn read_up_to(reader: &mut dyn Read, n: usize) -> (Vec<u8>, Option<io::Error>) {
-    let mut out = Vec::new();
-    match reader.take(n as u64).read_to_end(&mut out) {
-        Ok(_) => (out, None),
-        Err(e) => (out, Some(e)),
+/// Bytes handed to the converter at a time: whole voxels of every type.
+const CHUNK: usize = 1 << 16;
+
+/// Reads up to `buf.len()` bytes; returns how many arrived and the error that stopped it early,
+/// if any. Keeping the partial count lets truncation errors say how much data there was.
+fn read_up_to(reader: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (got, Some(e)),
+        }
     }
+    (got, None)
 }
 
-/// Reads and validates a whole NIfTI-1 file (header checks before any large allocation).
-fn read_raw(path: &Path) -> Result<RawVolume, IoError> {
+/// Opens `path` and reads and validates its header: the reader is left at byte 348.
+fn open_volume(path: &Path) -> Result<(Box<dyn Read>, Layout), IoError> {
     let mut reader = open(path)?;
-    let (head, err) = read_up_to(&mut *reader, HEADER_BYTES);
-    if head.len() < HEADER_BYTES {
+    let mut head = [0u8; HEADER_BYTES];
+    let (got, err) = read_up_to(&mut *reader, &mut head);
+    if got < HEADER_BYTES {
         return Err(match err {
             Some(e) if e.kind() != io::ErrorKind::UnexpectedEof => {
                 bad(path, format!("cannot decode the header: {e}"))
             }
             _ => bad(
                 path,
-                format!(
-                    "the file ends after {} bytes, inside the 348-byte header",
-                    head.len()
-                ),
+                format!("the file ends after {got} bytes, inside the 348-byte header"),
             ),
         });
     }
     let header = NiftiHeader::from_reader(&head[..]).map_err(|e| bad(path, e.to_string()))?;
     let (shape, dtype, vox_offset) = check_header(path, &header)?;
-    let n_bytes = shape.iter().product::<usize>() * dtype.size();
-
-    // Skip the extension block, if any, then read exactly the voxel bytes.
-    let (skipped, _) = read_up_to(&mut *reader, vox_offset - HEADER_BYTES);
-    let (data, err) = if skipped.len() == vox_offset - HEADER_BYTES {
-        read_up_to(&mut *reader, n_bytes)
-    } else {
-        (Vec::new(), None)
+    let (slope, inter) = (f64::from(header.scl_slope), f64::from(header.scl_inter));
+    let inter = if inter.is_finite() { inter } else { 0.0 };
+    let scaling = (slope != 0.0 && slope.is_finite() && (slope, inter) != (1.0, 0.0))
+        .then_some((slope, inter));
+    let layout = Layout {
+        shape,
+        dtype,
+        little: header.endianness == Endianness::Little,
+        scaling,
+        vox_offset,
     };
-    if data.len() < n_bytes {
+    Ok((reader, layout))
+}
+
+/// Streams exactly the voxel bytes `layout` promises to `take`, in pieces of whole voxels, after
+/// skipping the extension block; a short or corrupt stream is an error naming the file.
+fn read_voxels(
+    path: &Path,
+    mut reader: Box<dyn Read>,
+    layout: &Layout,
+    mut take: impl FnMut(&[u8]) -> Result<(), IoError>,
+) -> Result<(), IoError> {
+    let n_bytes = layout.voxels() * layout.dtype.size();
+    let extension = (layout.vox_offset - HEADER_BYTES) as u64;
+    let skipped = io::copy(&mut (&mut reader).take(extension), &mut io::sink());
+    let mut buf = vec![0u8; CHUNK.min(n_bytes)];
+    let (mut got, mut err) = (0, None);
+    if matches!(skipped, Ok(n) if n == extension) {
+        while got < n_bytes {
+            let want = CHUNK.min(n_bytes - got);
+            let (n, e) = read_up_to(&mut *reader, &mut buf[..want]);
+            got += n;
+            if n < want {
+                err = e;
+                break;
+            }
+            take(&buf[..want])?;
+        }
+    } else {
+        err = skipped.err();
+    }
+    if got < n_bytes {
         return Err(match err {
             Some(e) if e.kind() != io::ErrorKind::UnexpectedEof => bad(
                 path,
-                format!(
-                    "corrupt data after {} of {n_bytes} voxel bytes: {e}",
-                    data.len()
-                ),
+                format!("corrupt data after {got} of {n_bytes} voxel bytes: {e}"),
             ),
             _ => IoError::TruncatedNifti {
                 path: path.to_path_buf(),
                 expected_bytes: n_bytes as u64,
-                got: data.len() as u64,
+                got: got as u64,
             },
         });
     }
@@ -274,18 +344,7 @@ fn read_raw(path: &Path) -> Result<RawVolume, IoError> {
             format!("corrupt compressed stream after the voxel data: {e}"),
         )
     })?;
-
-    let (slope, inter) = (f64::from(header.scl_slope), f64::from(header.scl_inter));
-    let inter = if inter.is_finite() { inter } else { 0.0 };
-    let scaling = (slope != 0.0 && slope.is_finite() && (slope, inter) != (1.0, 0.0))
-        .then_some((slope, inter));
-    Ok(RawVolume {
-        shape,
-        dtype,
-        little: header.endianness == Endianness::Little,
-        scaling,
-        data,
-    })
+    Ok(())
 }
 
 /// Checks the header fields we rely on: returns `([d, h, w], dtype, vox_offset)`.
@@ -548,6 +607,55 @@ mod tests {
         assert!(
             msg.contains("short.nii") && msg.contains("32") && msg.contains("20"),
             "{msg}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn voxels_convert_across_stream_chunks() {
+        let dir = test_dir("nii-chunks");
+        let p = dir.join("big.nii.gz");
+        // 128 000 bytes of float32: several read chunks, with labels checked across them.
+        let shape = [20, 40, 40];
+        let mut v: Vec<f32> = (0..32_000).map(|i| (i % 7) as f32).collect();
+        write_volume_f32(&p, shape, &v).unwrap();
+        assert_eq!(read_volume_f32(&p).unwrap(), (shape, v.clone()));
+        assert_eq!(read_volume_u8(&p).unwrap().1[31_999], 2);
+        v[20_000] = 0.5;
+        write_volume_f32(&p, shape, &v).unwrap();
+        let e = read_volume_u8(&p).unwrap_err().to_string();
+        assert!(e.contains("voxel 20000 has value 0.5"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_shape_comes_from_the_header_without_the_data() {
+        let dir = test_dir("nii-shape");
+        let p = dir.join("head-only.nii.gz");
+        // A header promising 600³ uint8 voxels and no data at all.
+        fs::write(
+            &p,
+            gzip(&header_bytes([600, 600, 600], Dtype::U8, true)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(read_volume_shape(&p).unwrap(), [600, 600, 600]);
+        let e = read_volume_u8(&p).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                IoError::TruncatedNifti {
+                    expected_bytes: 216_000_000,
+                    got: 0,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        fs::write(&p, b"hello").unwrap();
+        let e = read_volume_shape(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("head-only.nii.gz") && e.contains("348-byte header"),
+            "{e}"
         );
         fs::remove_dir_all(&dir).unwrap();
     }
