@@ -10,6 +10,7 @@
 //! - [`weights`] and [`model`]: the safetensors weight file and model directories;
 //! - [`golden`]: golden bundles (deterministic inputs, reference outputs, tolerance) that
 //!   every engine is checked against;
+//! - [`labels`]: the argmax from scores to class labels;
 //! - [`metrics`] and [`overlay`]: the paper's Acc / IoU / DSC / ASD and contour figures;
 //!   [`cdr`]: the vertical cup-to-disc ratio of a disc/cup segmentation;
 //! - [`data`] and [`io`]: the datasets (WBC, Drishti-GS1, ACDC, user folders), image and
@@ -26,6 +27,7 @@ pub mod golden;
 pub mod graph;
 pub mod io;
 pub mod ir;
+pub mod labels;
 pub mod metrics;
 pub mod model;
 pub mod overlay;

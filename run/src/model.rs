@@ -61,7 +61,7 @@ impl Model {
     /// and its workers started.
     pub fn session<'p>(plan: Plan<'p>, threads: &Threads) -> Result<Session<'p>> {
         let n = threads.count();
-        Session::with_threads(plan, n).with_context(|| format!("cannot start {n} threads"))
+        Ok(Session::with_threads(plan, n)?)
     }
 }
 
