@@ -259,7 +259,7 @@ pub fn compare_with(
         max_abs_diff,
         within_tolerance: worst_ratio <= 1.0,
         argmax_equal: !tolerance.argmax_equal
-            || crate::labels::argmax(reference, classes) == crate::labels::argmax(other, classes),
+            || msnet_labels::argmax(reference, classes) == msnet_labels::argmax(other, classes),
         worst_ratio,
     }
 }
