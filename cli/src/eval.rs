@@ -130,10 +130,14 @@ pub fn evaluate(
     let classes = setup.class_names.len();
     let drishti = setup.kind == DatasetKind::Drishti;
     let experts = if drishti {
-        Some(msnet::data::drishti_expert_cdr(setup.root)?)
+        let disc_cup = msnet::labels::DiscCup::for_class_names(setup.class_names)
+            .context("a Drishti-GS1 model's last class must be the cup")?;
+        Some((msnet::data::drishti_expert_cdr(setup.root)?, disc_cup))
     } else {
         None
     };
+    // The disc: every class above the background.
+    let disc_labels: Vec<u8> = (1..classes).map(|c| c as u8).collect();
     let mut images = Vec::with_capacity(test.len());
     let mut regions = Vec::new();
     let mut vcdr = VcdrReport {
@@ -146,13 +150,13 @@ pub fn evaluate(
             images.push(metrics::image_metrics(
                 &s.name, &pred, &s.labels, s.shape, classes,
             )?);
-            if let Some(experts) = &experts {
+            if let Some((experts, disc_cup)) = &experts {
                 regions.push(metrics::union_metrics(
                     &s.name,
                     &pred,
                     &s.labels,
                     s.shape,
-                    &[1, 2],
+                    &disc_labels,
                 )?);
                 let expert = *experts.get(&s.name).with_context(|| {
                     format!(
@@ -161,7 +165,7 @@ pub fn evaluate(
                         s.name
                     )
                 })?;
-                match msnet::cdr::vertical_cdr(&pred, s.shape[2], &[2], &[1, 2]) {
+                match disc_cup.measure(&pred, s.shape[2]).vertical_cdr() {
                     Some(v) => vcdr.per_image.push((s.name.clone(), v, expert)),
                     None => vcdr.no_disc.push(s.name.clone()),
                 }

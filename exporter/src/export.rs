@@ -241,7 +241,7 @@ fn self_check(
     let plan = plan_buffer
         .plan()
         .map_err(|e| ExportError::Runtime(e.to_string()))?;
-    let mut session = Session::new(plan);
+    let mut session = Session::new(plan).map_err(|e| ExportError::Runtime(e.to_string()))?;
     let mut from_runtime = vec![0.0; plan.output_len()];
     let mut from_probe = vec![0.0; plan.output_len()];
     inputs

@@ -3,9 +3,10 @@
 //!
 //! Three steps:
 //! 1. **Lowering**: [`PlanLowering`] records the program as a node list with shapes.
-//! 2. **Fusion**: a ReLU folds into the convolution feeding it; `s·x²` and `a + s·x` absorb
-//!    the scalings of the FEM (`dt`, `λ`, `−½/ε`, `−α/ε`), so the FEM's elementwise chains
-//!    become single passes; subtraction is `a + (−1)·b`.
+//! 2. **Rewrites** ([`RULES`], each a small function with its own test): a ReLU folds into
+//!    the convolution feeding it; `s·x²` and `a + s·x` absorb the scalings of the FEM (`dt`,
+//!    `λ`, `−½/ε`, `−α/ε`), so the FEM's elementwise chains become single passes; subtraction
+//!    is `a + (−1)·b`; nodes nothing reads are dropped.
 //! 3. **Memory planning**: every arena tensor lives from the op that writes it to the last op
 //!    that reads it; offsets are assigned greedily, largest tensor first, at the lowest offset
 //!    free over its lifetime (TensorFlow Lite Micro's greedy-by-size planner). The report
@@ -195,68 +196,99 @@ fn reachable(nodes: &[Node], output: usize) -> Vec<bool> {
     live
 }
 
-/// Applies the fusions of the module docs until none applies; returns which nodes remain.
+/// A rewrite rule: given node `i` and how many live nodes read each node, rewrites the graph
+/// around `i` if the rule applies and says whether it did. A rule never changes what the
+/// graph computes; the nodes it bypasses become dead and [`reachable`] drops them.
+type Rule = fn(&mut [Node], usize, &[usize]) -> bool;
+
+/// The plan compiler's rewrites, applied until none applies (the module docs' step 2).
+const RULES: [(&str, Rule); 4] = [
+    ("conv + relu", fuse_conv_relu),
+    ("scale into square", fold_scale_into_square),
+    ("scaled second operand", fold_scaled_operand),
+    ("scaled first operand", commute_scaled_operand),
+];
+
+/// conv → relu: the ReLU runs in the convolution's store.
+fn fuse_conv_relu(nodes: &mut [Node], i: usize, uses: &[usize]) -> bool {
+    let Kind::Relu = nodes[i].kind else {
+        return false;
+    };
+    let x = nodes[i].inputs[0];
+    let Kind::Conv { layer, relu: false } = nodes[x].kind else {
+        return false;
+    };
+    if uses[x] != 1 {
+        return false;
+    }
+    nodes[x].kind = Kind::Conv { layer, relu: true };
+    redirect(nodes, i, x);
+    true
+}
+
+/// s·(k·x²) with no shift → (s·k)·x²: folds the FEM's constant factors (dt, λ, 1/ε).
+fn fold_scale_into_square(nodes: &mut [Node], i: usize, uses: &[usize]) -> bool {
+    let Kind::Affine(s, 0.0) = nodes[i].kind else {
+        return false;
+    };
+    let x = nodes[i].inputs[0];
+    let Kind::ScaledSquare(k) = nodes[x].kind else {
+        return false;
+    };
+    if uses[x] != 1 {
+        return false;
+    }
+    nodes[x].kind = Kind::ScaledSquare(k * s);
+    redirect(nodes, i, x);
+    true
+}
+
+/// a + k·(s·x) → a + (k·s)·x: a scaling feeding the second operand moves into the add.
+fn fold_scaled_operand(nodes: &mut [Node], i: usize, uses: &[usize]) -> bool {
+    let Kind::AddScaled(k) = nodes[i].kind else {
+        return false;
+    };
+    let b = nodes[i].inputs[1];
+    let Kind::Affine(s, 0.0) = nodes[b].kind else {
+        return false;
+    };
+    if uses[b] != 1 {
+        return false;
+    }
+    nodes[i].kind = Kind::AddScaled(k * s);
+    nodes[i].inputs[1] = nodes[b].inputs[0];
+    true
+}
+
+/// (s·x) + b → b + s·x: only a plain sum commutes.
+fn commute_scaled_operand(nodes: &mut [Node], i: usize, uses: &[usize]) -> bool {
+    let Kind::AddScaled(1.0) = nodes[i].kind else {
+        return false;
+    };
+    let (a, b) = (nodes[i].inputs[0], nodes[i].inputs[1]);
+    let Kind::Affine(s, 0.0) = nodes[a].kind else {
+        return false;
+    };
+    if uses[a] != 1 {
+        return false;
+    }
+    nodes[i].kind = Kind::AddScaled(s);
+    nodes[i].inputs = vec![b, nodes[a].inputs[0]];
+    true
+}
+
+/// Applies [`RULES`] until none applies; returns which nodes remain (dead ones, such as the
+/// bypassed nodes and values the program computes but never uses, are dropped).
 fn fuse(nodes: &mut [Node], output: usize) -> Vec<bool> {
-    loop {
+    'rewrite: loop {
         let live = reachable(nodes, output);
         let uses = use_counts(nodes, &live);
-        let single = |i: usize| uses[i] == 1;
-        let mut changed = false;
-        for i in 0..nodes.len() {
-            if !live[i] {
-                continue;
-            }
-            let inputs = nodes[i].inputs.clone();
-            match nodes[i].kind.clone() {
-                // conv → relu: the ReLU runs in the convolution's store.
-                Kind::Relu => {
-                    let x = inputs[0];
-                    if let Kind::Conv { layer, relu: false } = nodes[x].kind
-                        && single(x)
-                    {
-                        nodes[x].kind = Kind::Conv { layer, relu: true };
-                        redirect(nodes, i, x);
-                        changed = true;
-                    }
-                }
-                // k·x² → s·(k·x²) with no shift.
-                Kind::Affine(s, 0.0) => {
-                    let x = inputs[0];
-                    if let Kind::ScaledSquare(k) = nodes[x].kind
-                        && single(x)
-                    {
-                        nodes[x].kind = Kind::ScaledSquare(k * s);
-                        redirect(nodes, i, x);
-                        changed = true;
-                    }
-                }
-                // a + k·(s·x) → a + (k·s)·x; and (s·x) + b → b + s·x.
-                Kind::AddScaled(k) => {
-                    let (a, b) = (inputs[0], inputs[1]);
-                    if let Kind::Affine(s, 0.0) = nodes[b].kind
-                        && single(b)
-                    {
-                        nodes[i].kind = Kind::AddScaled(k * s);
-                        nodes[i].inputs[1] = nodes[b].inputs[0];
-                        changed = true;
-                    } else if let Kind::Affine(s, 0.0) = nodes[a].kind
-                        && single(a)
-                        && k == 1.0
-                    {
-                        nodes[i].kind = Kind::AddScaled(s);
-                        nodes[i].inputs = vec![b, nodes[a].inputs[0]];
-                        changed = true;
-                    }
-                }
-                _ => {}
-            }
-            if changed {
-                break;
+        for i in (0..nodes.len()).filter(|&i| live[i]) {
+            if RULES.iter().any(|(_, rule)| rule(nodes, i, &uses)) {
+                continue 'rewrite;
             }
         }
-        if !changed {
-            return reachable(nodes, output);
-        }
+        return live;
     }
 }
 
@@ -342,21 +374,22 @@ fn word(v: usize, what: &str) -> Result<u32, ExportError> {
     u32::try_from(v).map_err(|_| too_big(what))
 }
 
-/// Compiles `model` for the input size `size = [D, H, W]` (already validated by the caller).
-pub fn compile_plan(model: &Model, size: [usize; 3]) -> Result<CompiledPlan, ExportError> {
-    let spec = &model.spec;
-    let weights: &Weights = &model.weights;
-    let mut lowering = PlanLowering::new(spec, size);
-    let out = Graph::record_at(spec, size).lower(&mut lowering, 0);
-    let mut nodes = lowering.nodes;
-    let live = fuse(&mut nodes, out);
+/// When each op runs and which arena tensors live when.
+struct Schedule {
+    /// Live ops in execution order: node order (the program is recorded in order).
+    order: Vec<usize>,
+    /// The nodes whose outputs live in the arena: every op's but the last (it writes the
+    /// caller's output).
+    arena_nodes: Vec<usize>,
+    /// `(len, first step, last step)` of each arena node's tensor, lifetimes inclusive.
+    tensors: Vec<(usize, usize, usize)>,
+}
 
-    // Execution order: node order (the program is recorded in order), live nodes only.
+fn schedule(nodes: &[Node], live: &[bool]) -> Schedule {
     let order: Vec<usize> = (0..nodes.len())
         .filter(|&i| live[i] && nodes[i].kind != Kind::Input)
         .collect();
     let step_of: HashMap<usize, usize> = order.iter().enumerate().map(|(s, &i)| (i, s)).collect();
-    // Arena tensors: every op's output except the last (it writes the caller's output).
     let mut last_use: HashMap<usize, usize> = HashMap::new();
     for (step, &i) in order.iter().enumerate() {
         for &j in &nodes[i].inputs {
@@ -368,7 +401,7 @@ pub fn compile_plan(model: &Model, size: [usize; 3]) -> Result<CompiledPlan, Exp
         .copied()
         .filter(|&i| nodes[i].kind != Kind::ClassSoftmax)
         .collect();
-    let tensors: Vec<(usize, usize, usize)> = arena_nodes
+    let tensors = arena_nodes
         .iter()
         .map(|&i| {
             let first = step_of[&i];
@@ -379,6 +412,27 @@ pub fn compile_plan(model: &Model, size: [usize; 3]) -> Result<CompiledPlan, Exp
             )
         })
         .collect();
+    Schedule {
+        order,
+        arena_nodes,
+        tensors,
+    }
+}
+
+/// Compiles `model` for the input size `size = [D, H, W]` (already validated by the caller).
+pub fn compile_plan(model: &Model, size: [usize; 3]) -> Result<CompiledPlan, ExportError> {
+    let spec = &model.spec;
+    let weights: &Weights = &model.weights;
+    let mut lowering = PlanLowering::new(spec, size);
+    let out = Graph::record_at(spec, size).lower(&mut lowering, 0);
+    let mut nodes = lowering.nodes;
+    let live = fuse(&mut nodes, out);
+
+    let Schedule {
+        order,
+        arena_nodes,
+        tensors,
+    } = schedule(&nodes, &live);
     let memory = plan_memory(&tensors);
     let offset: HashMap<usize, usize> = arena_nodes
         .iter()
@@ -506,6 +560,163 @@ pub fn compile_plan(model: &Model, size: [usize; 3]) -> Result<CompiledPlan, Exp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tiny graph: node 0 is the input, then `(kind, inputs)` in order; all 4×8×8.
+    fn graph(ops: &[(Kind, &[usize])]) -> Vec<Node> {
+        let node = |kind: Kind, inputs: &[usize]| Node {
+            kind,
+            inputs: inputs.to_vec(),
+            channels: 4,
+            size: [1, 8, 8],
+        };
+        let mut nodes = vec![node(Kind::Input, &[])];
+        nodes.extend(ops.iter().map(|(k, i)| node(k.clone(), i)));
+        nodes
+    }
+
+    /// The live nodes' kinds after [`fuse`], in order.
+    fn fused(mut nodes: Vec<Node>) -> (Vec<Kind>, Vec<Node>) {
+        let out = nodes.len() - 1;
+        let live = fuse(&mut nodes, out);
+        let kinds = (0..nodes.len())
+            .filter(|&i| live[i])
+            .map(|i| nodes[i].kind.clone())
+            .collect();
+        (kinds, nodes)
+    }
+
+    fn conv(relu: bool) -> Kind {
+        Kind::Conv { layer: 0, relu }
+    }
+
+    #[test]
+    fn a_relu_fuses_into_the_convolution_it_alone_reads() {
+        let (kinds, _) = fused(graph(&[
+            (conv(false), &[0]),
+            (Kind::Relu, &[1]),
+            (Kind::ClassSoftmax, &[2]),
+        ]));
+        assert_eq!(kinds, [Kind::Input, conv(true), Kind::ClassSoftmax]);
+        // A convolution another node also reads keeps its unrectified output.
+        let shared = graph(&[
+            (conv(false), &[0]),
+            (Kind::Relu, &[1]),
+            (Kind::Mul, &[1, 2]),
+            (Kind::ClassSoftmax, &[3]),
+        ]);
+        let (kinds, _) = fused(shared);
+        assert_eq!(kinds[1..3], [conv(false), Kind::Relu]);
+    }
+
+    #[test]
+    fn a_scaling_folds_into_the_square_before_it() {
+        let (kinds, _) = fused(graph(&[
+            (Kind::ScaledSquare(1.0), &[0]),
+            (Kind::Affine(-0.5, 0.0), &[1]),
+            (Kind::ClassSoftmax, &[2]),
+        ]));
+        assert_eq!(
+            kinds,
+            [Kind::Input, Kind::ScaledSquare(-0.5), Kind::ClassSoftmax]
+        );
+        // With a shift it is not a pure scaling and stays.
+        let (kinds, _) = fused(graph(&[
+            (Kind::ScaledSquare(1.0), &[0]),
+            (Kind::Affine(-0.5, 1.0), &[1]),
+            (Kind::ClassSoftmax, &[2]),
+        ]));
+        assert_eq!(kinds.len(), 4);
+    }
+
+    #[test]
+    fn a_scaled_operand_folds_into_the_add() {
+        // a − 2·x → a + (−2)·x, reading x directly.
+        let (kinds, nodes) = fused(graph(&[
+            (Kind::Relu, &[0]),
+            (Kind::Affine(2.0, 0.0), &[0]),
+            (Kind::AddScaled(-1.0), &[1, 2]),
+            (Kind::ClassSoftmax, &[3]),
+        ]));
+        assert_eq!(
+            kinds,
+            [
+                Kind::Input,
+                Kind::Relu,
+                Kind::AddScaled(-2.0),
+                Kind::ClassSoftmax
+            ]
+        );
+        assert_eq!(nodes[3].inputs, [1, 0]);
+    }
+
+    #[test]
+    fn a_scaled_first_operand_commutes_only_in_a_plain_sum() {
+        // 3·x + r → r + 3·x.
+        let (kinds, nodes) = fused(graph(&[
+            (Kind::Relu, &[0]),
+            (Kind::Affine(3.0, 0.0), &[0]),
+            (Kind::AddScaled(1.0), &[2, 1]),
+            (Kind::ClassSoftmax, &[3]),
+        ]));
+        assert_eq!(
+            kinds,
+            [
+                Kind::Input,
+                Kind::Relu,
+                Kind::AddScaled(3.0),
+                Kind::ClassSoftmax
+            ]
+        );
+        assert_eq!(nodes[3].inputs, [1, 0]);
+        // 3·x − r is not r + 3·x: unchanged.
+        let (kinds, _) = fused(graph(&[
+            (Kind::Relu, &[0]),
+            (Kind::Affine(3.0, 0.0), &[0]),
+            (Kind::AddScaled(-1.0), &[2, 1]),
+            (Kind::ClassSoftmax, &[3]),
+        ]));
+        assert_eq!(kinds.len(), 5);
+    }
+
+    #[test]
+    fn values_nothing_reads_are_dropped() {
+        let (kinds, _) = fused(graph(&[
+            (Kind::Relu, &[0]),
+            (Kind::Mul, &[0, 0]),
+            (Kind::ClassSoftmax, &[1]),
+        ]));
+        assert_eq!(kinds, [Kind::Input, Kind::Relu, Kind::ClassSoftmax]);
+    }
+
+    /// The arena of a real MSNet plan (2D and 3D): tensors alive at the same step never share
+    /// memory, and the greedy planner meets the liveness lower bound.
+    #[test]
+    fn the_arena_of_msnet_plans_is_disjoint_and_tight() {
+        for (config, size) in [
+            (msnet::Config::new(2, 3, 3), [1, 32, 32]),
+            (msnet::Config::new(3, 1, 4), [16, 32, 32]),
+        ] {
+            let spec = Spec::new(&config);
+            let mut lowering = PlanLowering::new(&spec, size);
+            let out = Graph::record_at(&spec, size).lower(&mut lowering, 0);
+            let mut nodes = lowering.nodes;
+            let live = fuse(&mut nodes, out);
+            let tensors = schedule(&nodes, &live).tensors;
+            let m = plan_memory(&tensors);
+            for (i, a) in tensors.iter().enumerate() {
+                for (j, b) in tensors.iter().enumerate().skip(i + 1) {
+                    if a.1 <= b.2 && b.1 <= a.2 {
+                        let (oa, ob) = (m.offsets[i], m.offsets[j]);
+                        assert!(
+                            oa + a.0 <= ob || ob + b.0 <= oa,
+                            "{size:?}: {i} and {j} overlap"
+                        );
+                    }
+                }
+            }
+            assert_eq!(m.arena_len, m.lower_bound, "{size:?}");
+        }
+    }
 
     #[test]
     fn greedy_planner_reuses_dead_space_and_meets_the_bound_on_a_chain() {

@@ -114,7 +114,7 @@ fn export_and_verify(m: &Model, tag: &str) {
     let onnx_model = TractModel::from_onnx(&onnx).unwrap();
     let nnef_model = TractModel::from_nnef(&nnef).unwrap();
     let plan_buffer = PlanBuffer::from_bytes(&fs::read(dir.join(PLAN_FILE)).unwrap());
-    let mut session = Session::new(plan_buffer.plan().unwrap());
+    let mut session = Session::new(plan_buffer.plan().unwrap()).unwrap();
     let mut from_runtime = vec![0.0; session.plan().output_len()];
     for case in &cases {
         let burn = reference.forward(&case.input, cfg.input_size);
@@ -140,7 +140,7 @@ fn export_and_verify(m: &Model, tag: &str) {
         }
     }
     // The phantom case must exercise more than one class, or argmax equality says little.
-    let labels = golden::argmax(&cases[0].output, cfg.classes);
+    let labels = msnet::labels::argmax(&cases[0].output, cfg.classes);
     assert!(
         labels.iter().any(|&l| l != labels[0]),
         "constant prediction"

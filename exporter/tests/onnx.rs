@@ -59,7 +59,7 @@ fn burn_vs_tract(model: &Model, seed: u64) -> f32 {
         cmp.max_abs_diff
     );
     assert!(cmp.argmax_equal, "argmax differs");
-    let labels = msnet_trainer::infer::argmax_classes(&reference, cfg.classes);
+    let labels = msnet::labels::argmax(&reference, cfg.classes);
     let mut seen = vec![false; cfg.classes];
     labels.iter().for_each(|&l| seen[l as usize] = true);
     assert!(

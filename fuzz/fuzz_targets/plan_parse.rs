@@ -1,7 +1,8 @@
 //! The plan parser on arbitrary bytes, then the engine on every plan it accepts.
 //!
-//! What must hold: `Plan::parse` never panics; a plan it accepts runs without panicking or
-//! touching memory outside the arena (the engine relies on the parser for that); and a run
+//! What must hold: `Plan::parse` and `Plan::prepare` never panic; a plan they accept runs
+//! without panicking or touching memory outside the arena (the engine relies on their checks
+//! for that); and a run
 //! either fails up front or leaves probabilities in the output. Each input is parsed twice:
 //! as it is, and with its checksum word recomputed, so that mutations reach the checks that
 //! lie behind the CRC.
@@ -10,7 +11,7 @@
 use libfuzzer_sys::fuzz_target;
 use msnet_runtime::format::{CHECKSUM_WORD, plan_checksum};
 use msnet_runtime::host::PlanBuffer;
-use msnet_runtime::{Plan, run};
+use msnet_runtime::{Plan, Program, Step, run};
 
 /// Plans bigger than this are parsed but not run, so one input cannot take seconds.
 const MAX_RUN_MACS: u64 = 20_000_000;
@@ -28,16 +29,21 @@ fn check(bytes: &[u8]) {
     {
         return;
     }
-    run_accepted(&plan);
+    let mut steps = vec![Step::UNSET; plan.len()];
+    let Ok(program) = plan.prepare(&mut steps) else {
+        return;
+    };
+    run_accepted(&program);
 }
 
-fn run_accepted(plan: &Plan<'_>) {
+fn run_accepted(program: &Program<'_>) {
+    let plan = program.plan();
     let input: Vec<f32> = (0..plan.input_len())
         .map(|i| (i % 7) as f32 / 7.0)
         .collect();
     let mut arena = vec![f32::NAN; plan.arena_len()];
     let mut output = vec![0.0; plan.output_len()];
-    if run(plan, &input, &mut arena, &mut output).is_ok() {
+    if run(program, &input, &mut arena, &mut output).is_ok() {
         // Finite weights and a finite input through softmaxes give values in [0, 1]; NaN or
         // inf here means an op read arena memory no earlier op wrote.
         assert!(

@@ -221,23 +221,6 @@ impl Comparison {
     }
 }
 
-/// Per-voxel argmax over the class axis of `[classes, voxels]` values; ties go to the lower
-/// class (as ONNX ArgMax).
-pub fn argmax(values: &[f32], classes: usize) -> Vec<usize> {
-    let voxels = values.len() / classes.max(1);
-    (0..voxels)
-        .map(|j| {
-            (1..classes).fold(0, |best, c| {
-                if values[c * voxels + j] > values[best * voxels + j] {
-                    c
-                } else {
-                    best
-                }
-            })
-        })
-        .collect()
-}
-
 /// Compares `other` with `reference`, both `[classes, voxels]` row-major (a batch of 1), with
 /// the tolerance [`ATOL`] + [`RTOL`].
 pub fn compare(reference: &[f32], other: &[f32], classes: usize) -> Comparison {
@@ -276,7 +259,7 @@ pub fn compare_with(
         max_abs_diff,
         within_tolerance: worst_ratio <= 1.0,
         argmax_equal: !tolerance.argmax_equal
-            || argmax(reference, classes) == argmax(other, classes),
+            || msnet_labels::argmax(reference, classes) == msnet_labels::argmax(other, classes),
         worst_ratio,
     }
 }

@@ -10,14 +10,14 @@
 //! - [`weights`] and [`model`]: the safetensors weight file and model directories;
 //! - [`golden`]: golden bundles (deterministic inputs, reference outputs, tolerance) that
 //!   every engine is checked against;
-//! - [`metrics`] and [`overlay`]: the paper's Acc / IoU / DSC / ASD and contour figures;
-//!   [`cdr`]: the vertical cup-to-disc ratio of a disc/cup segmentation;
+//! - [`metrics`] and [`overlay`]: the paper's Acc / IoU / DSC / ASD and contour figures ; [`labels`]: what
+//!   labels mean, the argmax and the disc/cup convention (`msnet-labels`, shared with the
+//!   device);
 //! - [`data`] and [`io`]: the datasets (WBC, Drishti-GS1, ACDC, user folders), image and
 //!   NIfTI reading.
 //!
 //! It must not depend on burn, tract or any engine: those crates depend on it.
 
-pub mod cdr;
 pub mod config;
 pub mod cost;
 pub mod data;
@@ -32,6 +32,9 @@ pub mod overlay;
 pub mod phantom;
 pub mod spec;
 pub mod weights;
+
+/// What labels mean (the argmax, the disc/cup convention): `msnet-labels`, re-exported.
+pub use msnet_labels as labels;
 
 pub use config::Config;
 pub use model::Model;

@@ -179,12 +179,7 @@ impl NativeTrainer {
         let classes = self.net.spec().config.classes;
         self.probabilities(samples)
             .iter()
-            .map(|p| {
-                msnet::golden::argmax(p, classes)
-                    .into_iter()
-                    .map(|c| c as u8)
-                    .collect()
-            })
+            .map(|p| msnet::labels::argmax(p, classes))
             .collect()
     }
 }

@@ -33,8 +33,8 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         bail!("--runs must be at least 1");
     }
     let model = Model::load(&a.model)?;
-    let plan = model.plan()?;
-    let mut session = Model::session(plan, &a.threads)?;
+    let plan = model.plan();
+    let mut session = model.session(&a.threads)?;
     // A smooth, structured input in [0, 1]; the cost does not depend on the values.
     let input: Vec<f32> = (0..plan.input_len())
         .map(|i| 0.5 + 0.4 * ((i % 251) as f32 * 0.05).sin())

@@ -20,11 +20,12 @@ use msnet_runtime::kernels::conv;
 /// which links tract).
 const EXPORT_JOURNAL: &str = ".export-journal";
 
-/// A loaded model: its config and its plan bytes (parse with [`Model::plan`]).
+/// A loaded model: its config and its plan, parsed once for the process (the plan bytes stay
+/// loaded until it exits, so the parsed plan can borrow them for as long).
 pub struct Model {
     pub dir: PathBuf,
     pub config: Config,
-    pub buffer: PlanBuffer,
+    plan: Plan<'static>,
 }
 
 impl Model {
@@ -58,10 +59,14 @@ impl Model {
                 dir.display()
             )
         })?;
+        let buffer: &'static PlanBuffer = Box::leak(Box::new(PlanBuffer::from_bytes(&bytes)));
+        let plan = buffer
+            .plan()
+            .with_context(|| format!("{}", path.display()))?;
         let model = Self {
             dir: dir.to_path_buf(),
             config,
-            buffer: PlanBuffer::from_bytes(&bytes),
+            plan,
         };
         model.check_agreement()?;
         Ok(model)
@@ -69,7 +74,7 @@ impl Model {
 
     /// The check [`Model::load`] makes; in one place so that every command makes it.
     fn check_agreement(&self) -> Result<()> {
-        let plan = self.plan()?;
+        let plan = self.plan;
         let h = plan.header();
         let cfg = &self.config;
         let (plan_path, config_path) = (self.dir.join(PLAN_FILE), self.dir.join(CONFIG_FILE));
@@ -141,17 +146,16 @@ impl Model {
         Ok(Some((path, manifest)))
     }
 
-    pub fn plan(&self) -> Result<Plan<'_>> {
-        self.buffer
-            .plan()
-            .with_context(|| format!("{}", self.dir.join(PLAN_FILE).display()))
+    /// The plan (parsed by [`Model::load`]).
+    pub fn plan(&self) -> Plan<'static> {
+        self.plan
     }
 
-    /// A session for `plan` (from [`Model::plan`]) on `threads` threads, its arena allocated
-    /// and its workers started.
-    pub fn session<'p>(plan: Plan<'p>, threads: &Threads) -> Result<Session<'p>> {
-        let n = threads.count();
-        Session::with_threads(plan, n).with_context(|| format!("cannot start {n} threads"))
+    /// A session on `threads` threads: the plan's ops decoded and checked, its arena
+    /// allocated and its workers started, once.
+    pub fn session(&self, threads: &Threads) -> Result<Session<'static>> {
+        Session::with_threads(self.plan, threads.count())
+            .with_context(|| format!("{}", self.dir.join(PLAN_FILE).display()))
     }
 }
 
@@ -182,7 +186,7 @@ pub struct InfoArgs {
 
 pub fn info(a: &InfoArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
-    let plan = model.plan()?;
+    let plan = model.plan();
     let h = plan.header();
     let mib = |floats: u32| floats as f64 * 4.0 / (1024.0 * 1024.0);
     println!(

@@ -95,13 +95,14 @@ pub struct Segmenter<'m> {
     session: Session<'m>,
     probs: Vec<f32>,
     size: [usize; 2],
-    cup: Option<usize>,
+    /// For a disc/cup model, which labels are the disc and the cup.
+    disc_cup: Option<msnet::labels::DiscCup>,
     budget: ImageBudget,
 }
 
 impl<'m> Segmenter<'m> {
     pub fn new(model: &'m Model, threads: &Threads) -> Result<Self> {
-        let plan = model.plan()?;
+        let plan = model.plan();
         if plan.header().dims != 2 {
             bail!(
                 "segment takes 2D images; {} is a 3D model",
@@ -110,10 +111,10 @@ impl<'m> Segmenter<'m> {
         }
         let [_, h, w] = plan.size();
         Ok(Self {
-            session: Model::session(plan, threads)?,
+            session: model.session(threads)?,
             probs: vec![0.0; plan.output_len()],
             size: [h, w],
-            cup: model.config.class_names.iter().position(|n| n == "cup"),
+            disc_cup: msnet::labels::DiscCup::for_class_names(&model.config.class_names),
             budget: ImageBudget {
                 max_image_mib: msnet_run::preprocess::DEFAULT_MAX_IMAGE_MIB,
             },
@@ -143,7 +144,7 @@ impl<'m> Segmenter<'m> {
         let t = Instant::now();
         self.session.run(&input, &mut self.probs)?;
         let runtime_ms = t.elapsed().as_secs_f64() * 1e3;
-        let labels = argmax(&self.probs, classes);
+        let labels = msnet::labels::argmax(&self.probs, classes);
         let mask = resize_nearest(&labels, self.size, hw);
         let step = (255 / (classes - 1).max(1)) as u8;
         let shown: Vec<u8> = mask.iter().map(|&l| l * step).collect();
@@ -164,13 +165,12 @@ impl<'m> Segmenter<'m> {
         for &l in &mask {
             areas[l as usize] += 1;
         }
-        let disc_cup = self.cup.map(|cup| {
-            let disc = vertical_extent(&mask, hw[1], |l| l > 0);
-            let cup_rows = vertical_extent(&mask, hw[1], |l| l as usize == cup);
+        let disc_cup = self.disc_cup.map(|convention| {
+            let m = convention.measure(&mask, hw[1]);
             DiscCup {
-                disc_px: areas[1..].iter().sum(),
-                cup_px: areas[cup],
-                vertical_cdr: (disc > 0).then(|| cup_rows as f64 / disc as f64),
+                disc_px: m.disc_px,
+                cup_px: m.cup_px,
+                vertical_cdr: m.vertical_cdr(),
             }
         });
         Ok(Segmented {
@@ -211,18 +211,6 @@ impl Segmented {
 }
 
 /// Vertical extent (rows) of the pixels where `inside` holds, or 0.
-fn vertical_extent(labels: &[u8], width: usize, inside: impl Fn(u8) -> bool) -> usize {
-    let mut rows = labels
-        .chunks(width)
-        .enumerate()
-        .filter(|(_, row)| row.iter().any(|&l| inside(l)))
-        .map(|(y, _)| y);
-    match rows.next() {
-        Some(first) => rows.last().unwrap_or(first) - first + 1,
-        None => 0,
-    }
-}
-
 pub fn run(a: &SegmentArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
     let mut segmenter = Segmenter::new(&model, &a.threads)?.with_image_budget(a.image_budget);
@@ -285,13 +273,4 @@ fn check_paths(a: &SegmentArgs, targets: &[Outputs]) -> Result<()> {
         replace: true,
     }));
     paths::check(&inputs, &outputs)
-}
-
-/// Per-pixel class of channels-first probabilities `[classes][pixels]` (ties to the lower
-/// class).
-pub fn argmax(probs: &[f32], classes: usize) -> Vec<u8> {
-    msnet::golden::argmax(probs, classes)
-        .into_iter()
-        .map(|c| c as u8)
-        .collect()
 }

@@ -60,8 +60,8 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
             names.join(", ")
         );
     }
-    let plan = model.plan()?;
-    let mut session = Model::session(plan, &a.threads)?;
+    let plan = model.plan();
+    let mut session = model.session(&a.threads)?;
     let mut output = vec![0.0; plan.output_len()];
     let t = manifest.tolerance;
     println!(

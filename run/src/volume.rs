@@ -19,7 +19,6 @@ use msnet::io::{
 
 use crate::model::{Model, Threads};
 use crate::paths::{self, Output, model_files};
-use crate::segment::argmax;
 
 #[derive(Args)]
 pub struct VolumeArgs {
@@ -80,7 +79,7 @@ fn check_paths(a: &VolumeArgs) -> Result<()> {
 
 pub fn run(a: &VolumeArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
-    let plan = model.plan()?;
+    let plan = model.plan();
     if plan.header().dims != 3 {
         bail!(
             "segment-volume takes a 3D model; {} is 2D (use `segment`)",
@@ -134,13 +133,13 @@ pub fn run(a: &VolumeArgs) -> Result<ExitCode> {
     let input = resample_linear(&voxels, shape, size);
     drop(voxels);
 
-    let mut session = Model::session(plan, &a.threads)?;
+    let mut session = model.session(&a.threads)?;
     let mut probs = vec![0.0; plan.output_len()];
     let t = Instant::now();
     session.run(&input, &mut probs)?;
     let runtime_ms = t.elapsed().as_secs_f64() * 1e3;
     let classes = model.config.classes;
-    let labels = resample_nearest(&argmax(&probs, classes), size, shape);
+    let labels = resample_nearest(&msnet::labels::argmax(&probs, classes), size, shape);
     write_volume_u8(&a.out, shape, &labels)
         .with_context(|| format!("cannot write {}", a.out.display()))?;
 

@@ -1,5 +1,5 @@
 //! Running a validated plan in a caller-provided arena: no allocation, no panics on any
-//! input (lengths are checked up front, ranges were checked by [`Plan::parse`]). A run
+//! input (lengths are checked up front, ranges were checked by [`Plan::prepare`]). A run
 //! flushes subnormal floats to zero on every thread that computes part of it, so that its
 //! speed does not depend on the input (see [`crate::denormals`]).
 
@@ -7,9 +7,10 @@ use core::fmt;
 use core::ops::Range;
 
 use crate::denormals::FlushDenormals;
+use crate::format::Opcode;
 use crate::kernels::{conv, elementwise, layout, resample, softmax};
 use crate::parallel::{Parallel, Sequential, split};
-use crate::plan::{Op, Plan, PlanError};
+use crate::plan::{Program, Step};
 
 /// Why a run could not start.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,8 +26,6 @@ pub enum RunError {
     /// The output holds a NaN: some value overflowed on the way (finite weights can still be
     /// large enough for that). Reported rather than returned as probabilities.
     NonFiniteOutput { index: usize },
-    /// The plan failed to decode (only possible if it was not built by [`Plan::parse`]).
-    Plan(PlanError),
 }
 
 impl fmt::Display for RunError {
@@ -45,7 +44,6 @@ impl fmt::Display for RunError {
                 "output value {index} is NaN: a value overflowed inside the network (are the \
                  weights sane?)"
             ),
-            Self::Plan(e) => write!(f, "{e}"),
         }
     }
 }
@@ -81,16 +79,16 @@ impl<'b> Split<'b> {
     }
 }
 
-/// Runs `plan` on `input` (channels-first `[in][D][H][W]`, values in `[0, 1]`), writing class
+/// Runs `program` on `input` (channels-first `[in][D][H][W]`, values in `[0, 1]`), writing class
 /// probabilities (channels-first `[classes][D][H][W]`) to `output`. `arena` must hold at
-/// least [`Plan::arena_len`] values; its contents on entry do not matter.
+/// least [`crate::Plan::arena_len`] values; its contents on entry do not matter.
 pub fn run(
-    plan: &Plan<'_>,
+    program: &Program<'_>,
     input: &[f32],
     arena: &mut [f32],
     output: &mut [f32],
 ) -> Result<(), RunError> {
-    run_with(plan, input, arena, output, &Sequential)
+    run_with(program, input, arena, output, &Sequential)
 }
 
 /// [`run`], with each large op split across the tasks of `par`. The output is bit-for-bit the
@@ -100,7 +98,7 @@ pub fn run(
 /// and on every thread that runs a task of it ([`FlushDenormals`]); each thread's previous
 /// mode is restored afterwards.
 pub fn run_with(
-    plan: &Plan<'_>,
+    program: &Program<'_>,
     input: &[f32],
     arena: &mut [f32],
     output: &mut [f32],
@@ -117,6 +115,7 @@ pub fn run_with(
             })
         }
     };
+    let plan = program.plan();
     check("the input", plan.input_len(), input.len())?;
     check("the output", plan.output_len(), output.len())?;
     if arena.len() < plan.arena_len() {
@@ -132,9 +131,8 @@ pub fn run_with(
     // Before the first op, so every task sees it: `split` hands this thread's mode to the
     // tasks it runs elsewhere. Dropped (the mode restored) on every return path.
     let _flush = FlushDenormals::enable();
-    for index in 0..plan.len() {
-        let op = plan.op(index).map_err(RunError::Plan)?;
-        execute(plan, &op, input, arena, output, par);
+    for step in program.steps() {
+        execute(program, step, input, arena, output, par);
     }
     if let Some(index) = output.iter().position(|v| !v.is_finite()) {
         return Err(RunError::NonFiniteOutput { index });
@@ -155,37 +153,39 @@ fn min_units(min: usize, per_unit: usize) -> usize {
 }
 
 fn execute(
-    plan: &Plan<'_>,
-    op: &Op,
+    program: &Program<'_>,
+    step: &Step,
     input: &[f32],
     arena: &mut [f32],
     output: &mut [f32],
     par: &dyn Parallel,
 ) {
+    let plan = program.plan();
+    let weights = || plan.weights(step.weights.clone());
+    // The caller's buffers: the first op reads the input, the last writes the output.
+    match step.opcode {
+        Opcode::Normalize => {
+            let (mean, inv_std) = weights().split_at(step.channels);
+            return layout::normalize(input, mean, inv_std, &mut arena[step.out.clone()]);
+        }
+        Opcode::ClassSoftmax => {
+            return softmax::class_softmax(&arena[step.a.clone()], step.channels, output);
+        }
+        _ => {}
+    }
+    // Arena to arena: inputs never overlap the output (checked at prepare).
+    let s = Split::new(arena, step.out.clone());
+    let a = s.read(&step.a);
     // Elementwise ops: one value is one unit.
     let values = |out: &mut [f32], work: &(dyn Fn(Range<usize>, &mut [f32]) + Sync)| {
         let len = out.len();
         split(par, len, 1, MIN_TASK_VALUES, out, work)
     };
-    match op {
-        Op::Normalize { out, mean, inv_std } => layout::normalize(
-            input,
-            plan.weights(mean.clone()),
-            plan.weights(inv_std.clone()),
-            &mut arena[out.clone()],
-        ),
-        Op::ClassSoftmax { x, classes } => {
-            softmax::class_softmax(&arena[x.clone()], *classes, output)
-        }
-        Op::Conv {
-            shape,
-            relu,
-            x,
-            w,
-            out,
-        } => {
-            let s = Split::new(arena, out.clone());
-            let (x, w) = (s.read(x), plan.weights(w.clone()));
+    let (scale, shift) = (step.scale, step.shift);
+    match step.opcode {
+        Opcode::Conv => {
+            let shape = step.conv_shape(plan.header().dims as usize);
+            let w = weights();
             let row_len = shape.output_len() / shape.rows().max(1);
             let row_macs = row_len * shape.weights_len() / shape.cout.max(1);
             split(
@@ -194,49 +194,24 @@ fn execute(
                 row_len,
                 min_units(MIN_TASK_MACS, row_macs),
                 s.out,
-                |rows, out| conv::conv(shape, x, w, *relu, rows, out),
+                |rows, out| conv::conv(&shape, a, w, step.relu, rows, out),
             );
         }
-        Op::AddScaled { a, b, scale, out } => {
-            let s = Split::new(arena, out.clone());
-            let (a, b) = (s.read(a), s.read(b));
+        Opcode::AddScaled => {
+            let b = s.read(&step.b);
             values(s.out, &|r, o| {
-                elementwise::add_scaled(&a[r.clone()], &b[r], *scale, o)
+                elementwise::add_scaled(&a[r.clone()], &b[r], scale, o)
             });
         }
-        Op::Mul { a, b, out } => {
-            let s = Split::new(arena, out.clone());
-            let (a, b) = (s.read(a), s.read(b));
+        Opcode::Mul => {
+            let b = s.read(&step.b);
             values(s.out, &|r, o| elementwise::mul(&a[r.clone()], &b[r], o));
         }
-        Op::Affine {
-            x,
-            scale,
-            shift,
-            out,
-        } => {
-            let s = Split::new(arena, out.clone());
-            let x = s.read(x);
-            values(s.out, &|r, o| elementwise::affine(&x[r], *scale, *shift, o));
-        }
-        Op::ScaledSquare { x, scale, out } => {
-            let s = Split::new(arena, out.clone());
-            let x = s.read(x);
-            values(s.out, &|r, o| elementwise::scaled_square(&x[r], *scale, o));
-        }
-        Op::Relu { x, out } => {
-            let s = Split::new(arena, out.clone());
-            let x = s.read(x);
-            values(s.out, &|r, o| elementwise::relu(&x[r], o));
-        }
-        Op::PhaseSoftmax {
-            x,
-            channels,
-            phases,
-            out,
-        } => {
-            let s = Split::new(arena, out.clone());
-            let (x, c) = (s.read(x), *channels);
+        Opcode::Affine => values(s.out, &|r, o| elementwise::affine(&a[r], scale, shift, o)),
+        Opcode::ScaledSquare => values(s.out, &|r, o| elementwise::scaled_square(&a[r], scale, o)),
+        Opcode::Relu => values(s.out, &|r, o| elementwise::relu(&a[r], o)),
+        Opcode::PhaseSoftmax => {
+            let (c, phases) = (step.channels, step.param);
             let pixels = s.out.len() / c;
             split(
                 par,
@@ -244,38 +219,21 @@ fn execute(
                 c,
                 min_units(MIN_TASK_VALUES, c),
                 s.out,
-                |px, o| softmax::phase_softmax(&x[px.start * c..px.end * c], c, *phases, o),
+                |px, o| softmax::phase_softmax(&a[px.start * c..px.end * c], c, phases, o),
             );
         }
-        Op::AvgPool {
-            x,
-            size,
-            channels,
-            out,
-        }
-        | Op::Prolong {
-            x,
-            size,
-            channels,
-            out,
-        } => {
-            let s = Split::new(arena, out.clone());
-            let x = s.read(x);
+        Opcode::AvgPool | Opcode::Prolong => {
             let grid = resample::Grid {
                 dims: plan.header().dims as usize,
-                size: *size,
-                channels: *channels,
+                size: step.size,
+                channels: step.channels,
             };
-            let kernel = if matches!(op, Op::AvgPool { .. }) {
-                resample::avg_pool
-            } else {
-                resample::prolong
-            };
-            let rows = if matches!(op, Op::AvgPool { .. }) {
-                grid.pooled_rows()
-            } else {
-                grid.prolonged_rows()
-            };
+            let (kernel, rows): (fn(&[f32], &resample::Grid, Range<usize>, &mut [f32]), _) =
+                if step.opcode == Opcode::AvgPool {
+                    (resample::avg_pool, grid.pooled_rows())
+                } else {
+                    (resample::prolong, grid.prolonged_rows())
+                };
             let row_len = s.out.len() / rows.max(1);
             split(
                 par,
@@ -283,8 +241,10 @@ fn execute(
                 row_len,
                 min_units(MIN_TASK_VALUES, row_len),
                 s.out,
-                |r, o| kernel(x, &grid, r, o),
+                |r, o| kernel(a, &grid, r, o),
             );
         }
+        // Run above, on the caller's buffers.
+        Opcode::Normalize | Opcode::ClassSoftmax => {}
     }
 }

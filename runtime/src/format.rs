@@ -127,61 +127,143 @@ impl Header {
     }
 }
 
-/// What an op does. Arena tensors are channels-last.
+/// Where an op's first operand comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Opcode {
-    /// Caller's channels-first image → arena: `(x − mean[c]) · inv_std[c]`
-    /// (weights: `mean[C]` then `inv_std[C]`).
-    Normalize = 1,
-    /// 3×3(×3) convolution, padding 1, stride 1 or 2 (weights `[kd][kh][kw][cin][cout]`);
-    /// flag [`FLAG_RELU`] fuses a ReLU. Transposed convolutions of stride 1 are stored as
-    /// convolutions with the flipped kernel.
-    Conv = 2,
-    /// `out = a + scale · b`.
-    AddScaled = 3,
-    /// `out = a · b`.
-    Mul = 4,
-    /// `out = scale · x + shift`.
-    Affine = 5,
-    /// `out = scale · x²`.
-    ScaledSquare = 6,
-    /// `out = max(x, 0)`.
-    Relu = 7,
-    /// Softmax over the `phases` groups of each pixel's channels (`c = n·I + i`, over `n`).
-    PhaseSoftmax = 8,
-    /// 2×2(×2) average pooling, stride 2.
-    AvgPool = 9,
-    /// ×2 linear prolongation, half-pixel centres, edge-clamped.
-    Prolong = 10,
-    /// Arena logits → caller's channels-first probabilities: softmax over the classes.
-    ClassSoftmax = 11,
+pub enum Inputs {
+    /// The caller's channels-first input (the first op only).
+    Caller,
+    /// One arena tensor (`a`).
+    One,
+    /// Two arena tensors of the same shape (`a`, `b`).
+    Two,
 }
 
-impl Opcode {
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Some(match v {
-            1 => Self::Normalize,
-            2 => Self::Conv,
-            3 => Self::AddScaled,
-            4 => Self::Mul,
-            5 => Self::Affine,
-            6 => Self::ScaledSquare,
-            7 => Self::Relu,
-            8 => Self::PhaseSoftmax,
-            9 => Self::AvgPool,
-            10 => Self::Prolong,
-            11 => Self::ClassSoftmax,
-            _ => return None,
-        })
-    }
+/// Where an op writes, and the shape of what it writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// An arena tensor of the input's shape.
+    Same,
+    /// An arena tensor of `out_channels` at the convolution's output size (stride `param`).
+    Conv,
+    /// An arena tensor at half the resampled axes (depth only in 3D).
+    Pooled,
+    /// An arena tensor at twice the resampled axes.
+    Prolonged,
+    /// The caller's channels-first output (the last op only).
+    Caller,
+}
+
+/// Which part of the weight section an op reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightUse {
+    None,
+    /// `mean[C]` then `inv_std[C]`.
+    Normalization,
+    /// A 3×3(×3) kernel `[kd][kh][kw][cin][cout]`.
+    Kernel,
+}
+
+/// What the record's `param` word holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Param {
+    None,
+    /// Convolution stride, 1 or 2.
+    Stride,
+    /// Number of phases; it divides the channels.
+    Phases,
+}
+
+/// Which record fields an op uses and what they mean. The decoder validates a record by its
+/// signature and the exporter fills a record by it; fields an op does not use must be zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signature {
+    pub name: &'static str,
+    pub inputs: Inputs,
+    pub output: Output,
+    pub weights: WeightUse,
+    pub param: Param,
+    /// Reads `scale` (and `shift`).
+    pub scale: bool,
+    pub shift: bool,
+    /// May carry [`FLAG_RELU`].
+    pub relu: bool,
+}
+
+/// The op table: each op's number in the file and its [`Signature`], written once. It makes
+/// [`Opcode`] (with `from_u32`, `signature` and `ALL`), so adding an op is one entry here
+/// and its kernel call in the engine.
+macro_rules! op_table {
+    ($($(#[$doc:meta])* $name:ident = $code:literal {
+        $inputs:ident, $output:ident, $weights:ident, $param:ident,
+        scale: $scale:literal, shift: $shift:literal, relu: $relu:literal
+    })*) => {
+        /// What an op does. Arena tensors are channels-last.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u32)]
+        pub enum Opcode {
+            $($(#[$doc])* $name = $code,)*
+        }
+
+        impl Opcode {
+            /// Every opcode, in table order.
+            pub const ALL: &'static [Opcode] = &[$(Opcode::$name),*];
+
+            pub fn from_u32(v: u32) -> Option<Self> {
+                match v {
+                    $($code => Some(Self::$name),)*
+                    _ => None,
+                }
+            }
+
+            pub const fn signature(self) -> Signature {
+                match self {
+                    $(Self::$name => Signature {
+                        name: stringify!($name),
+                        inputs: Inputs::$inputs,
+                        output: Output::$output,
+                        weights: WeightUse::$weights,
+                        param: Param::$param,
+                        scale: $scale,
+                        shift: $shift,
+                        relu: $relu,
+                    },)*
+                }
+            }
+        }
+    };
+}
+
+op_table! {
+    /// Caller's channels-first image → arena: `(x − mean[c]) · inv_std[c]`.
+    Normalize = 1 { Caller, Same, Normalization, None, scale: false, shift: false, relu: false }
+    /// 3×3(×3) convolution, padding 1, stride 1 or 2; [`FLAG_RELU`] fuses a ReLU. Transposed
+    /// convolutions of stride 1 are stored as convolutions with the flipped kernel.
+    Conv = 2 { One, Conv, Kernel, Stride, scale: false, shift: false, relu: true }
+    /// `out = a + scale · b`.
+    AddScaled = 3 { Two, Same, None, None, scale: true, shift: false, relu: false }
+    /// `out = a · b`.
+    Mul = 4 { Two, Same, None, None, scale: false, shift: false, relu: false }
+    /// `out = scale · x + shift`.
+    Affine = 5 { One, Same, None, None, scale: true, shift: true, relu: false }
+    /// `out = scale · x²`.
+    ScaledSquare = 6 { One, Same, None, None, scale: true, shift: false, relu: false }
+    /// `out = max(x, 0)`.
+    Relu = 7 { One, Same, None, None, scale: false, shift: false, relu: false }
+    /// Softmax over the `phases` groups of each pixel's channels (`c = n·I + i`, over `n`).
+    PhaseSoftmax = 8 { One, Same, None, Phases, scale: false, shift: false, relu: false }
+    /// 2×2(×2) average pooling, stride 2.
+    AvgPool = 9 { One, Pooled, None, None, scale: false, shift: false, relu: false }
+    /// ×2 linear prolongation, half-pixel centres, edge-clamped.
+    Prolong = 10 { One, Prolonged, None, None, scale: false, shift: false, relu: false }
+    /// Arena logits → caller's channels-first probabilities: softmax over the classes.
+    ClassSoftmax = 11 { One, Caller, None, None, scale: false, shift: false, relu: false }
 }
 
 /// Op flag: apply ReLU to a convolution's output.
 pub const FLAG_RELU: u32 = 1;
 
-/// One op record (16 words). Which fields an op reads is listed per [`Opcode`]; unused fields
-/// are zero.
+/// One op record (16 words). Which fields an op reads is its [`Signature`]; unused fields are
+/// zero.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OpRecord {
     pub opcode: Opcode,
@@ -192,11 +274,11 @@ pub struct OpRecord {
     pub out: u32,
     /// Channels of the (first) input.
     pub channels: u32,
-    /// Channels of the output (convolutions).
+    /// Channels of the output ([`Output::Conv`]).
     pub out_channels: u32,
     /// Spatial size `[D, H, W]` of the (first) input.
     pub size: [u32; 3],
-    /// Convolution stride, or the number of phases.
+    /// See [`Param`].
     pub param: u32,
     /// Offset of the op's weights in the weight section (f32 elements).
     pub weights: u32,
@@ -317,6 +399,24 @@ mod tests {
     fn crc32_matches_zlib() {
         assert_eq!(crc32(0, b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(crc32(0, b"1234"), b"56789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn the_op_table_numbers_each_op_once() {
+        for (i, &op) in Opcode::ALL.iter().enumerate() {
+            assert_eq!(Opcode::from_u32(op as u32), Some(op));
+            assert!(
+                Opcode::ALL[..i]
+                    .iter()
+                    .all(|o| o.signature().name != op.signature().name)
+            );
+        }
+        assert_eq!(Opcode::from_u32(0), None);
+        // Exactly one op reads the caller's input and one writes the caller's output.
+        let count =
+            |f: fn(Signature) -> bool| Opcode::ALL.iter().filter(|o| f(o.signature())).count();
+        assert_eq!(count(|s| s.inputs == Inputs::Caller), 1);
+        assert_eq!(count(|s| s.output == Output::Caller), 1);
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Host helpers (feature `std`): owning a plan's bytes with the alignment [`crate::Plan`]
-//! needs, and running a plan with an arena and threads it sets up once.
+//! needs, and running a plan with the steps, arena and threads it sets up once.
 
 use std::vec;
 use std::vec::Vec;
 
 use crate::pool::ThreadPool;
-use crate::{Plan, PlanError, RunError, run_with};
+use crate::{Plan, PlanError, Program, RunError, Step, run_with};
 
 /// Plan bytes in a `u32` buffer, so they are 4-byte aligned whatever their source.
 #[derive(Clone, Debug)]
@@ -43,34 +43,65 @@ impl PlanBuffer {
     }
 }
 
-/// A parsed plan with its arena and threads: allocate once, then run any number of frames
-/// without allocating.
+/// A prepared plan with its steps, arena and threads: check, decode and allocate once, then
+/// run any number of frames without allocating or decoding.
 pub struct Session<'a> {
     plan: Plan<'a>,
+    steps: Vec<Step>,
     arena: Vec<f32>,
     pool: ThreadPool,
 }
 
+/// Why a session could not be set up.
+#[derive(Debug)]
+pub enum SessionError {
+    /// The plan's ops failed [`Plan::prepare`].
+    Plan(PlanError),
+    /// The worker threads could not be started.
+    Threads {
+        threads: usize,
+        source: std::io::Error,
+    },
+}
+
+impl core::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Plan(e) => write!(f, "{e}"),
+            Self::Threads { threads, source } => {
+                write!(f, "cannot start {threads} threads: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SessionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Plan(e) => Some(e),
+            Self::Threads { source, .. } => Some(source),
+        }
+    }
+}
+
 impl<'a> Session<'a> {
     /// A one-thread session.
-    pub fn new(plan: Plan<'a>) -> Self {
-        Self::from_parts(
-            plan,
-            ThreadPool::new(1).expect("one thread spawns no worker"),
-        )
+    pub fn new(plan: Plan<'a>) -> Result<Self, SessionError> {
+        Self::with_threads(plan, 1)
     }
 
     /// A session that splits each large op across `threads` threads (the caller's included).
-    pub fn with_threads(plan: Plan<'a>, threads: usize) -> std::io::Result<Self> {
-        Ok(Self::from_parts(plan, ThreadPool::new(threads)?))
-    }
-
-    fn from_parts(plan: Plan<'a>, pool: ThreadPool) -> Self {
-        Self {
+    pub fn with_threads(plan: Plan<'a>, threads: usize) -> Result<Self, SessionError> {
+        let mut steps = vec![Step::UNSET; plan.len()];
+        plan.prepare(&mut steps).map_err(SessionError::Plan)?;
+        let pool =
+            ThreadPool::new(threads).map_err(|source| SessionError::Threads { threads, source })?;
+        Ok(Self {
             arena: vec![0.0; plan.arena_len()],
             plan,
+            steps,
             pool,
-        }
+        })
     }
 
     /// Threads a frame runs on.
@@ -84,7 +115,8 @@ impl<'a> Session<'a> {
 
     /// Runs one frame (see [`crate::run`]).
     pub fn run(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), RunError> {
-        run_with(&self.plan, input, &mut self.arena, output, &self.pool)
+        let program = Program::from_prepared(self.plan, &self.steps);
+        run_with(&program, input, &mut self.arena, output, &self.pool)
     }
 }
 

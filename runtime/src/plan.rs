@@ -1,17 +1,21 @@
-//! Reading a plan: every offset, shape and length is checked before anything runs, so a
-//! truncated, corrupted or hostile plan is a [`PlanError`], never a panic or an access outside
-//! the arena, the weights or the caller's buffers.
+//! Reading a plan in two steps, both before any frame: [`Plan::parse`] checks the file (header,
+//! length, checksum, weights), and [`Plan::prepare`] decodes every op once, by the op table's
+//! signatures ([`crate::format::Signature`]), into [`Step`]s the caller provides storage for,
+//! checking shapes, ranges and data flow. A truncated, corrupted or hostile plan is a
+//! [`PlanError`], never a panic or an access outside the arena, the weights or the caller's
+//! buffers; a [`Program`] runs without decoding or checking anything again.
 
 use core::fmt;
 use core::ops::Range;
 
 use crate::format::{
-    FLAG_RELU, HEADER_WORDS, Header, MAGIC, OP_WORDS, OpRecord, Opcode, not_a_plan, plan_checksum,
+    FLAG_RELU, HEADER_WORDS, Header, Inputs, MAGIC, OP_WORDS, OpRecord, Opcode, Output, Param,
+    WeightUse, not_a_plan, plan_checksum,
 };
 use crate::kernels::conv::ConvShape;
 
 /// Why a plan was rejected.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlanError {
     /// Fewer bytes than a header, or not a whole number of words.
     Truncated { len: usize },
@@ -58,112 +62,101 @@ impl fmt::Display for PlanError {
     }
 }
 
-/// One op, decoded and checked: arena ranges in f32 elements.
+/// One op, decoded and checked: arena ranges in f32 elements. Ranges an op does not use are
+/// empty (see its [`crate::format::Signature`]).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Op {
-    Normalize {
-        out: Range<usize>,
-        mean: Range<usize>,
-        inv_std: Range<usize>,
-    },
-    Conv {
-        shape: ConvShape,
-        relu: bool,
-        x: Range<usize>,
-        w: Range<usize>,
-        out: Range<usize>,
-    },
-    AddScaled {
-        a: Range<usize>,
-        b: Range<usize>,
-        scale: f32,
-        out: Range<usize>,
-    },
-    Mul {
-        a: Range<usize>,
-        b: Range<usize>,
-        out: Range<usize>,
-    },
-    Affine {
-        x: Range<usize>,
-        scale: f32,
-        shift: f32,
-        out: Range<usize>,
-    },
-    ScaledSquare {
-        x: Range<usize>,
-        scale: f32,
-        out: Range<usize>,
-    },
-    Relu {
-        x: Range<usize>,
-        out: Range<usize>,
-    },
-    PhaseSoftmax {
-        x: Range<usize>,
-        channels: usize,
-        phases: usize,
-        out: Range<usize>,
-    },
-    AvgPool {
-        x: Range<usize>,
-        size: [usize; 3],
-        channels: usize,
-        out: Range<usize>,
-    },
-    Prolong {
-        x: Range<usize>,
-        size: [usize; 3],
-        channels: usize,
-        out: Range<usize>,
-    },
-    ClassSoftmax {
-        x: Range<usize>,
-        classes: usize,
-    },
+pub struct Step {
+    pub opcode: Opcode,
+    pub relu: bool,
+    pub a: Range<usize>,
+    pub b: Range<usize>,
+    pub out: Range<usize>,
+    pub weights: Range<usize>,
+    /// Channels and spatial size `[D, H, W]` of the (first) input.
+    pub channels: usize,
+    pub size: [usize; 3],
+    pub out_channels: usize,
+    /// See [`crate::format::Param`].
+    pub param: usize,
+    pub scale: f32,
+    pub shift: f32,
 }
 
-impl Op {
-    /// The arena ranges this op reads.
-    pub fn inputs(&self) -> [Option<&Range<usize>>; 2] {
-        match self {
-            Self::Normalize { .. } => [None, None],
-            Self::AddScaled { a, b, .. } | Self::Mul { a, b, .. } => [Some(a), Some(b)],
-            Self::Conv { x, .. }
-            | Self::Affine { x, .. }
-            | Self::ScaledSquare { x, .. }
-            | Self::Relu { x, .. }
-            | Self::PhaseSoftmax { x, .. }
-            | Self::AvgPool { x, .. }
-            | Self::Prolong { x, .. }
-            | Self::ClassSoftmax { x, .. } => [Some(x), None],
-        }
+impl Step {
+    /// Filler for the storage [`Plan::prepare`] decodes into (`[Step::UNSET; N]`).
+    pub const UNSET: Step = Step {
+        opcode: Opcode::Relu,
+        relu: false,
+        a: 0..0,
+        b: 0..0,
+        out: 0..0,
+        weights: 0..0,
+        channels: 0,
+        size: [0; 3],
+        out_channels: 0,
+        param: 0,
+        scale: 0.0,
+        shift: 0.0,
+    };
+
+    /// The arena ranges this step reads.
+    pub fn reads(&self) -> impl Iterator<Item = &Range<usize>> {
+        let n = match self.opcode.signature().inputs {
+            Inputs::Caller => 0,
+            Inputs::One => 1,
+            Inputs::Two => 2,
+        };
+        [&self.a, &self.b].into_iter().take(n)
     }
 
-    /// The arena range this op writes (the class softmax writes the caller's output instead).
-    pub fn output(&self) -> Option<&Range<usize>> {
-        match self {
-            Self::ClassSoftmax { .. } => None,
-            Self::Normalize { out, .. }
-            | Self::Conv { out, .. }
-            | Self::AddScaled { out, .. }
-            | Self::Mul { out, .. }
-            | Self::Affine { out, .. }
-            | Self::ScaledSquare { out, .. }
-            | Self::Relu { out, .. }
-            | Self::PhaseSoftmax { out, .. }
-            | Self::AvgPool { out, .. }
-            | Self::Prolong { out, .. } => Some(out),
+    /// The arena range this step writes (the last op writes the caller's output instead).
+    pub fn writes(&self) -> Option<&Range<usize>> {
+        (self.opcode.signature().output != Output::Caller).then_some(&self.out)
+    }
+
+    /// The convolution of a [`Opcode::Conv`] step, on a plan of `dims` axes.
+    pub fn conv_shape(&self, dims: usize) -> ConvShape {
+        ConvShape {
+            dims,
+            input: self.size,
+            cin: self.channels,
+            cout: self.out_channels,
+            stride: self.param,
         }
     }
 }
 
-/// A validated plan borrowing its bytes.
+/// A checked plan file borrowing its bytes: header, checksum and weights are valid; the ops
+/// are checked by [`Plan::prepare`].
 #[derive(Clone, Copy, Debug)]
 pub struct Plan<'a> {
     header: Header,
     ops: &'a [u32],
     weights: &'a [f32],
+}
+
+/// A plan whose ops are decoded and checked: what [`crate::run`] runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Program<'a> {
+    plan: Plan<'a>,
+    steps: &'a [Step],
+}
+
+impl<'a> Program<'a> {
+    pub fn plan(&self) -> &Plan<'a> {
+        &self.plan
+    }
+
+    /// The decoded ops, in execution order.
+    pub fn steps(&self) -> &'a [Step] {
+        self.steps
+    }
+
+    /// For storage [`Plan::prepare`] filled (the host session keeps its own).
+    #[cfg(feature = "std")]
+    pub(crate) fn from_prepared(plan: Plan<'a>, steps: &'a [Step]) -> Self {
+        Self { plan, steps }
+    }
 }
 
 fn product(v: &[usize]) -> Option<usize> {
@@ -175,8 +168,8 @@ fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
 }
 
 impl<'a> Plan<'a> {
-    /// Parses and validates `bytes` (4-byte aligned). Checks the header, the length, the
-    /// checksum, every weight, and every op's shapes and ranges.
+    /// Parses `bytes` (4-byte aligned) and checks the header, the length, the checksum and
+    /// every weight.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, PlanError> {
         if cfg!(target_endian = "big") {
             return Err(PlanError::BigEndian);
@@ -229,6 +222,16 @@ impl<'a> Plan<'a> {
         if header.in_channels == 0 || header.classes < 2 || header.size.contains(&0) {
             return Err(PlanError::Header("empty input or fewer than 2 classes"));
         }
+        if header.op_count < 2 {
+            return Err(PlanError::Header(
+                "a plan has at least a first and a last op",
+            ));
+        }
+        if header.arena_lower_bound > header.arena_len {
+            return Err(PlanError::Header(
+                "the arena is smaller than its own liveness lower bound",
+            ));
+        }
         product(&header.size.map(|v| v as usize))
             .and_then(|s| s.checked_mul(header.in_channels.max(header.classes) as usize))
             .ok_or(PlanError::Header("input size overflows"))?;
@@ -243,63 +246,49 @@ impl<'a> Plan<'a> {
         if let Some(index) = weights.iter().position(|w| !w.is_finite()) {
             return Err(PlanError::NonFiniteWeight { index });
         }
-        let plan = Self {
+        Ok(Self {
             header,
             ops,
             weights,
-        };
-        let count = header.op_count as usize;
-        if count < 2 {
-            return Err(PlanError::Header(
-                "a plan has at least a first and a last op",
-            ));
-        }
-        for index in 0..count {
-            let op = plan.op(index)?;
-            let first = matches!(op, Op::Normalize { .. });
-            let last = matches!(op, Op::ClassSoftmax { .. });
-            if first != (index == 0) || last != (index == count - 1) {
-                return Err(PlanError::Op {
-                    index,
-                    reason: "the first op must be Normalize and the last ClassSoftmax, once each",
-                });
-            }
-            plan.check_reads(index, &op)?;
-        }
-        Ok(plan)
+        })
     }
 
-    /// Every range op `index` reads must have been written, whole, by the latest earlier op
-    /// that wrote any part of it: otherwise it would read stale arena contents (or, where a
-    /// later op overwrote part of it, a mix), a silently wrong answer rather than a crash.
-    /// Quadratic in the op count, with no allocation; a few hundred ops take well under a
-    /// millisecond, once per load.
-    fn check_reads(&self, index: usize, op: &Op) -> Result<(), PlanError> {
-        for read in op.inputs().into_iter().flatten() {
-            let mut writer = None;
-            for earlier in (0..index).rev() {
-                let e = self.op(earlier)?;
-                if let Some(out) = e.output().filter(|out| overlaps(out, read)) {
-                    writer = Some(out.start <= read.start && read.end <= out.end);
-                    break;
-                }
-            }
-            if writer != Some(true) {
-                return Err(PlanError::Op {
-                    index,
-                    reason: "reads arena values that no earlier op wrote (or that were since \
-                             overwritten)",
-                });
-            }
+    /// Decodes and checks every op into `storage` (at least [`Plan::len`] steps; its contents
+    /// on entry do not matter) and returns the runnable program. Checks, per op, shapes and
+    /// ranges against the header, the arena and the weights; over the program, that the first
+    /// op is the only Normalize and the last the only ClassSoftmax, that every read was
+    /// written ([`Program`]'s data flow), and that the header's arena is exactly what the ops
+    /// use (so a hand-edited header cannot make the caller allocate more).
+    pub fn prepare<'s>(&self, storage: &'s mut [Step]) -> Result<Program<'s>, PlanError>
+    where
+        'a: 's,
+    {
+        let count = self.len();
+        let steps = storage.get_mut(..count).ok_or(PlanError::Header(
+            "the step storage is smaller than the op count",
+        ))?;
+        let mut arena_used = 0;
+        for (index, step) in steps.iter_mut().enumerate() {
+            *step = self.decode(index)?;
+            arena_used = step.writes().map_or(arena_used, |w| arena_used.max(w.end));
         }
-        Ok(())
+        if arena_used != self.arena_len() {
+            return Err(PlanError::Header(
+                "the header's arena length is not the arena the ops use",
+            ));
+        }
+        let steps: &'s [Step] = steps;
+        for index in 0..count {
+            check_reads(steps, index)?;
+        }
+        Ok(Program { plan: *self, steps })
     }
 
     pub fn header(&self) -> &Header {
         &self.header
     }
 
-    /// Number of ops.
+    /// Number of ops (the steps [`Plan::prepare`] needs storage for).
     pub fn len(&self) -> usize {
         self.header.op_count as usize
     }
@@ -337,37 +326,42 @@ impl<'a> Plan<'a> {
         &self.weights[r]
     }
 
-    /// Decodes and checks op `index` against the header, the arena and the weights.
-    pub fn op(&self, index: usize) -> Result<Op, PlanError> {
+    /// Decodes and checks op `index` by its signature.
+    fn decode(&self, index: usize) -> Result<Step, PlanError> {
         let bad = |reason| PlanError::Op { index, reason };
         let words = self
             .ops
             .get(index * OP_WORDS..(index + 1) * OP_WORDS)
             .ok_or(bad("no such op"))?;
         let r = OpRecord::from_words(words).map_err(bad)?;
-        let arena = |off: u32, len: Option<usize>| -> Result<Range<usize>, PlanError> {
-            let len = len.ok_or(bad("tensor size overflows"))?;
-            let start = off as usize;
-            match start.checked_add(len) {
-                Some(end) if end <= self.arena_len() && len > 0 => Ok(start..end),
-                _ => Err(bad("tensor outside the arena")),
-            }
-        };
-        let weights = |len: Option<usize>| -> Result<Range<usize>, PlanError> {
-            let len = len.ok_or(bad("weight size overflows"))?;
-            let start = r.weights as usize;
-            match start.checked_add(len) {
-                Some(end) if end <= self.weights.len() => Ok(start..end),
-                _ => Err(bad("weights outside the weight section")),
-            }
-        };
-        let disjoint = |out: &Range<usize>, ins: &[&Range<usize>]| {
-            if ins.iter().any(|i| overlaps(out, i)) {
-                Err(bad("output overlaps an input"))
-            } else {
+        let sig = r.opcode.signature();
+        let first = sig.inputs == Inputs::Caller;
+        let last = sig.output == Output::Caller;
+        if first != (index == 0) || last != (index + 1 == self.len()) {
+            return Err(bad(
+                "the first op must be Normalize and the last ClassSoftmax, once each",
+            ));
+        }
+        let unused = |used: bool, value: u32| {
+            if used || value == 0 {
                 Ok(())
+            } else {
+                Err(bad("a field this op does not use is not zero"))
             }
         };
+        let two = sig.inputs == Inputs::Two;
+        let caller_out = last;
+        unused(sig.inputs != Inputs::Caller, r.a)?;
+        unused(two, r.b)?;
+        unused(!caller_out, r.out)?;
+        unused(sig.output == Output::Conv, r.out_channels)?;
+        unused(sig.param != Param::None, r.param)?;
+        unused(sig.weights != WeightUse::None, r.weights)?;
+        unused(sig.scale, r.scale.to_bits())?;
+        unused(sig.shift, r.shift.to_bits())?;
+        if r.flags & !FLAG_RELU != 0 || (r.flags != 0 && !sig.relu) {
+            return Err(bad("unknown flags"));
+        }
         let finite = |v: f32| {
             if v.is_finite() {
                 Ok(v)
@@ -380,152 +374,146 @@ impl<'a> Plan<'a> {
         if size.contains(&0) || (dims == 2 && size[0] != 1) {
             return Err(bad("bad spatial size"));
         }
-        let pixels = product(&size);
         let channels = r.channels as usize;
-        let len = pixels.and_then(|p| p.checked_mul(channels));
-        if r.flags & !FLAG_RELU != 0 || (r.flags != 0 && r.opcode != Opcode::Conv) {
-            return Err(bad("unknown flags"));
+        if channels == 0 {
+            return Err(bad("no channels"));
         }
-        Ok(match r.opcode {
-            Opcode::Normalize => {
+        let arena = |off: u32, len: Option<usize>| -> Result<Range<usize>, PlanError> {
+            let len = len.ok_or(bad("tensor size overflows"))?;
+            let start = off as usize;
+            match start.checked_add(len) {
+                Some(end) if end <= self.arena_len() && len > 0 => Ok(start..end),
+                _ => Err(bad("tensor outside the arena")),
+            }
+        };
+        let in_len = product(&size).and_then(|p| p.checked_mul(channels));
+        let a = match sig.inputs {
+            Inputs::Caller => {
                 if r.channels != self.header.in_channels || r.size != self.header.size {
                     return Err(bad("Normalize does not match the plan's input"));
                 }
-                let out = arena(r.out, len)?;
-                let mean = weights(Some(2 * channels))?;
-                let inv_std = mean.start + channels..mean.end;
-                Op::Normalize {
-                    out,
-                    mean: mean.start..mean.start + channels,
-                    inv_std,
-                }
+                0..0
             }
-            Opcode::Conv => {
-                let shape = ConvShape {
-                    dims,
-                    input: size,
-                    cin: channels,
-                    cout: r.out_channels as usize,
-                    stride: r.param as usize,
-                };
-                if shape.cout == 0 || channels == 0 || !(shape.stride == 1 || shape.stride == 2) {
+            Inputs::One | Inputs::Two => arena(r.a, in_len)?,
+        };
+        let b = if two { arena(r.b, in_len)? } else { 0..0 };
+        let param = r.param as usize;
+        match sig.param {
+            Param::Stride if !(param == 1 || param == 2) => {
+                return Err(bad("bad convolution channels or stride"));
+            }
+            Param::Phases if param == 0 || !channels.is_multiple_of(param) => {
+                return Err(bad("channels are not a whole number of phases"));
+            }
+            _ => {}
+        }
+        let out_channels = r.out_channels as usize;
+        let depth = if dims == 3 { 2 } else { 1 };
+        let out_size = match sig.output {
+            Output::Same | Output::Caller => Some(size),
+            Output::Conv => {
+                if out_channels == 0 {
                     return Err(bad("bad convolution channels or stride"));
                 }
-                let taps = if dims == 3 { 27 } else { 9 };
-                let w = weights(
-                    channels
-                        .checked_mul(shape.cout)
-                        .and_then(|n| n.checked_mul(taps)),
-                )?;
-                let x = arena(r.a, len)?;
-                let out_len = product(&shape.output()).and_then(|p| p.checked_mul(shape.cout));
-                let out = arena(r.out, out_len)?;
-                disjoint(&out, &[&x])?;
-                Op::Conv {
-                    shape,
-                    relu: r.flags & FLAG_RELU != 0,
-                    x,
-                    w,
-                    out,
-                }
-            }
-            Opcode::AddScaled | Opcode::Mul => {
-                let (a, b, out) = (arena(r.a, len)?, arena(r.b, len)?, arena(r.out, len)?);
-                disjoint(&out, &[&a, &b])?;
-                if r.opcode == Opcode::Mul {
-                    Op::Mul { a, b, out }
-                } else {
-                    Op::AddScaled {
-                        a,
-                        b,
-                        scale: finite(r.scale)?,
-                        out,
+                Some(
+                    ConvShape {
+                        dims,
+                        input: size,
+                        cin: channels,
+                        cout: out_channels,
+                        stride: param,
                     }
-                }
+                    .output(),
+                )
             }
-            Opcode::Affine | Opcode::ScaledSquare | Opcode::Relu => {
-                let (x, out) = (arena(r.a, len)?, arena(r.out, len)?);
-                disjoint(&out, &[&x])?;
-                match r.opcode {
-                    Opcode::Affine => Op::Affine {
-                        x,
-                        scale: finite(r.scale)?,
-                        shift: finite(r.shift)?,
-                        out,
-                    },
-                    Opcode::ScaledSquare => Op::ScaledSquare {
-                        x,
-                        scale: finite(r.scale)?,
-                        out,
-                    },
-                    _ => Op::Relu { x, out },
+            Output::Pooled => {
+                if !size[0].is_multiple_of(depth)
+                    || !size[1].is_multiple_of(2)
+                    || !size[2].is_multiple_of(2)
+                {
+                    return Err(bad("pooling an odd size"));
                 }
+                Some([size[0] / depth, size[1] / 2, size[2] / 2])
             }
-            Opcode::PhaseSoftmax => {
-                let phases = r.param as usize;
-                if phases == 0 || !channels.is_multiple_of(phases) {
-                    return Err(bad("channels are not a whole number of phases"));
-                }
-                let (x, out) = (arena(r.a, len)?, arena(r.out, len)?);
-                disjoint(&out, &[&x])?;
-                Op::PhaseSoftmax {
-                    x,
-                    channels,
-                    phases,
-                    out,
-                }
+            Output::Prolonged => match (
+                size[0].checked_mul(depth),
+                size[1].checked_mul(2),
+                size[2].checked_mul(2),
+            ) {
+                (Some(d), Some(h), Some(w)) => Some([d, h, w]),
+                _ => None,
+            },
+        };
+        let out_c = if sig.output == Output::Conv {
+            out_channels
+        } else {
+            channels
+        };
+        let out_len = out_size
+            .and_then(|s| product(&s))
+            .and_then(|p| p.checked_mul(out_c));
+        let out = if caller_out {
+            if r.channels != self.header.classes || r.size != self.header.size {
+                return Err(bad("ClassSoftmax does not match the plan's output"));
             }
-            Opcode::AvgPool | Opcode::Prolong => {
-                let x = arena(r.a, len)?;
-                let depth = if dims == 3 { 2 } else { 1 };
-                let out_size = if r.opcode == Opcode::AvgPool {
-                    if !size[0].is_multiple_of(depth)
-                        || !size[1].is_multiple_of(2)
-                        || !size[2].is_multiple_of(2)
-                    {
-                        return Err(bad("pooling an odd size"));
-                    }
-                    Some([size[0] / depth, size[1] / 2, size[2] / 2])
-                } else {
-                    match (
-                        size[0].checked_mul(depth),
-                        size[1].checked_mul(2),
-                        size[2].checked_mul(2),
-                    ) {
-                        (Some(d), Some(h), Some(w)) => Some([d, h, w]),
-                        _ => None,
-                    }
-                };
-                let out_len = out_size
-                    .and_then(|s| product(&s))
-                    .and_then(|p| p.checked_mul(channels));
-                let out = arena(r.out, out_len)?;
-                disjoint(&out, &[&x])?;
-                if r.opcode == Opcode::AvgPool {
-                    Op::AvgPool {
-                        x,
-                        size,
-                        channels,
-                        out,
-                    }
-                } else {
-                    Op::Prolong {
-                        x,
-                        size,
-                        channels,
-                        out,
-                    }
-                }
+            0..0
+        } else {
+            let out = arena(r.out, out_len)?;
+            if overlaps(&out, &a) || overlaps(&out, &b) {
+                return Err(bad("output overlaps an input"));
             }
-            Opcode::ClassSoftmax => {
-                if r.channels != self.header.classes || r.size != self.header.size {
-                    return Err(bad("ClassSoftmax does not match the plan's output"));
-                }
-                Op::ClassSoftmax {
-                    x: arena(r.a, len)?,
-                    classes: channels,
-                }
+            out
+        };
+        let weights_len = match sig.weights {
+            WeightUse::None => Some(0),
+            WeightUse::Normalization => Some(2 * channels),
+            WeightUse::Kernel => channels
+                .checked_mul(out_channels)
+                .and_then(|n| n.checked_mul(if dims == 3 { 27 } else { 9 })),
+        };
+        let weights = {
+            let len = weights_len.ok_or(bad("weight size overflows"))?;
+            let start = r.weights as usize;
+            match start.checked_add(len) {
+                Some(end) if end <= self.weights.len() => start..end,
+                _ => return Err(bad("weights outside the weight section")),
             }
+        };
+        Ok(Step {
+            opcode: r.opcode,
+            relu: r.flags & FLAG_RELU != 0,
+            a,
+            b,
+            out,
+            weights,
+            channels,
+            size,
+            out_channels,
+            param,
+            scale: finite(r.scale)?,
+            shift: finite(r.shift)?,
         })
     }
+}
+
+/// Every range step `index` reads must have been written, whole, by the latest earlier step
+/// that wrote any part of it: otherwise it would read stale arena contents (or, where a later
+/// step overwrote part of it, a mix), a silently wrong answer rather than a crash. Range
+/// comparisons over the decoded steps, no decoding: for the 2D MSNet plan (about 250 ops)
+/// some 30,000 comparisons, once per load.
+fn check_reads(steps: &[Step], index: usize) -> Result<(), PlanError> {
+    for read in steps[index].reads() {
+        let writer = steps[..index]
+            .iter()
+            .rev()
+            .find_map(|e| e.writes().filter(|out| overlaps(out, read)));
+        if !writer.is_some_and(|out| out.start <= read.start && read.end <= out.end) {
+            return Err(PlanError::Op {
+                index,
+                reason: "reads arena values that no earlier op wrote (or that were since \
+                         overwritten)",
+            });
+        }
+    }
+    Ok(())
 }

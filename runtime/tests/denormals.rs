@@ -138,7 +138,9 @@ fn every_thread_of_a_run_flushes_and_is_restored_afterwards() {
     let mut output = vec![0.0; plan.output_len()];
 
     assert!(!flushing());
-    run_with(&plan, &input, &mut arena, &mut output, &recorder).unwrap();
+    let mut steps = common::step_storage(&plan);
+    let program = plan.prepare(&mut steps).unwrap();
+    run_with(&program, &input, &mut arena, &mut output, &recorder).unwrap();
     assert!(!flushing(), "the caller's mode is restored");
 
     let caller = thread::current().id();
@@ -172,7 +174,7 @@ fn every_thread_of_a_run_flushes_and_is_restored_afterwards() {
 
     // Same output bits as a one-thread run (also flushed).
     let mut one = vec![0.0; output.len()];
-    run(&plan, &input, &mut arena, &mut one).unwrap();
+    run(&program, &input, &mut arena, &mut one).unwrap();
     assert!(!flushing());
     assert!(
         one.iter()

@@ -2,12 +2,15 @@
 
 mod common;
 
-use common::{fix_checksum, op_word, set_word, shipped_plan};
+use common::{fix_checksum, op_word, set_word, shipped_plan, step_storage};
 use msnet_runtime::host::{PlanBuffer, Session};
-use msnet_runtime::{Plan, PlanError, RunError};
+use msnet_runtime::{Plan, PlanError, RunError, Step};
 
+/// Parses and prepares: every check a plan goes through before it runs.
 fn parse(bytes: &[u8]) -> Result<(), PlanError> {
-    PlanBuffer::from_bytes(bytes).plan().map(|_| ())
+    let buffer = PlanBuffer::from_bytes(bytes);
+    let plan = buffer.plan()?;
+    plan.prepare(&mut step_storage(&plan)).map(|_| ())
 }
 
 #[test]
@@ -65,7 +68,8 @@ fn ops_pointing_outside_the_arena_or_weights_are_rejected() {
     let plan = plan_buffer.plan().unwrap();
     let arena = plan.arena_len() as u32;
     let weights = plan.header().weights_len;
-    let first_read = plan.op(1).unwrap().inputs()[0].unwrap().start as u32;
+    let mut steps = step_storage(&plan);
+    let first_read = plan.prepare(&mut steps).unwrap().steps()[1].a.start as u32;
     let cases: [(usize, u32, &str); 8] = [
         (op_word(1, 4), arena, "outside the arena"), // output offset
         (op_word(1, 2), arena - 1, "outside the arena"), // input offset
@@ -126,7 +130,9 @@ fn random_corruption_never_panics() {
             && plan.input_len() == input.len()
             && plan.output_len() == output.len()
         {
-            let mut session = Session::new(plan);
+            let Ok(mut session) = Session::new(plan) else {
+                continue;
+            };
             session.run(&input, &mut output).unwrap();
             ran += 1;
         }
@@ -141,7 +147,7 @@ fn random_corruption_never_panics() {
 fn wrong_buffers_and_nan_input_are_errors() {
     let buffer = PlanBuffer::from_bytes(&shipped_plan());
     let plan = buffer.plan().unwrap();
-    let mut session = Session::new(plan);
+    let mut session = Session::new(plan).unwrap();
     let mut output = vec![0.0; plan.output_len()];
     let e = session.run(&[0.5; 10], &mut output).unwrap_err();
     assert!(
@@ -162,7 +168,9 @@ fn wrong_buffers_and_nan_input_are_errors() {
     assert_eq!(e, RunError::NonFiniteInput { index: 7 });
     let mut small = vec![0.0; plan.arena_len() - 1];
     input[7] = 0.5;
-    let e = msnet_runtime::run(&plan, &input, &mut small, &mut output).unwrap_err();
+    let mut steps = step_storage(&plan);
+    let program = plan.prepare(&mut steps).unwrap();
+    let e = msnet_runtime::run(&program, &input, &mut small, &mut output).unwrap_err();
     assert!(e.to_string().contains("the arena"), "{e}");
 }
 
@@ -176,7 +184,7 @@ fn overflow_inside_the_network_is_an_error_not_probabilities() {
     );
     let buffer = PlanBuffer::from_bytes(&std::fs::read(path).unwrap());
     let plan = buffer.plan().unwrap();
-    let mut session = Session::new(plan);
+    let mut session = Session::new(plan).unwrap();
     let mut output = vec![0.0; plan.output_len()];
     let input: Vec<f32> = (0..plan.input_len())
         .map(|i| (i % 7) as f32 / 7.0)
@@ -184,4 +192,40 @@ fn overflow_inside_the_network_is_an_error_not_probabilities() {
     let e = session.run(&input, &mut output).unwrap_err();
     assert!(matches!(e, RunError::NonFiniteOutput { .. }), "{e}");
     assert!(e.to_string().contains("overflowed"), "{e}");
+}
+
+#[test]
+fn a_header_arena_larger_than_the_ops_use_is_refused() {
+    // A valid checksum and ops, but a header asking the caller for a far larger arena: the
+    // caller allocates what the header says, so it must be what the ops use.
+    let good = shipped_plan();
+    let buffer = PlanBuffer::from_bytes(&good);
+    let arena = buffer.plan().unwrap().arena_len() as u32;
+    for value in [arena + 16, 0xF000_0000] {
+        let mut bytes = good.clone();
+        set_word(&mut bytes, 11, value);
+        let e = parse(&bytes).unwrap_err().to_string();
+        assert!(e.contains("arena"), "arena {value}: {e}");
+    }
+}
+
+#[test]
+fn fields_an_op_does_not_use_must_be_zero() {
+    // Op 1 is a convolution: it has no second input and no scale.
+    let good = shipped_plan();
+    for field in [3, 12] {
+        let mut bytes = good.clone();
+        set_word(&mut bytes, op_word(1, field), 64);
+        let e = parse(&bytes).unwrap_err().to_string();
+        assert!(e.contains("does not use"), "field {field}: {e}");
+    }
+}
+
+#[test]
+fn storage_smaller_than_the_op_count_is_an_error() {
+    let buffer = PlanBuffer::from_bytes(&shipped_plan());
+    let plan = buffer.plan().unwrap();
+    let mut steps = vec![Step::UNSET; plan.len() - 1];
+    let e = plan.prepare(&mut steps).unwrap_err().to_string();
+    assert!(e.contains("storage"), "{e}");
 }

@@ -37,7 +37,11 @@ fn every_shipped_model_reproduces_its_golden_bundle() {
         let onnx = TractModel::from_onnx(&std::fs::read(dir.join(ONNX_FILE)).unwrap()).unwrap();
         let nnef = TractModel::from_nnef(&std::fs::read(dir.join(NNEF_FILE)).unwrap()).unwrap();
         let plan = PlanBuffer::from_bytes(&std::fs::read(dir.join(PLAN_FILE)).unwrap());
-        let mut runtime = Session::new(plan.plan().unwrap_or_else(|e| panic!("{name}: {e}")));
+        let mut runtime = plan
+            .plan()
+            .map_err(|e| e.to_string())
+            .and_then(|p| Session::new(p).map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut from_runtime = vec![0.0; runtime.plan().output_len()];
         for case in &cases {
             runtime.run(&case.input, &mut from_runtime).unwrap();

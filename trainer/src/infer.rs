@@ -41,7 +41,7 @@ impl Predictor {
         let classes = self.spec.config.classes;
         self.probabilities(samples)
             .iter()
-            .map(|p| argmax_classes(p, classes))
+            .map(|p| msnet::labels::argmax(p, classes))
             .collect()
     }
 }
@@ -67,21 +67,4 @@ impl msnet::golden::Reference for Predictor {
         };
         self.probabilities(&[&sample]).remove(0)
     }
-}
-
-/// Per-voxel argmax over the class axis of `[classes, voxels]` probabilities; ties go to the
-/// lower class index (as ONNX ArgMax).
-pub fn argmax_classes(probs: &[f32], classes: usize) -> Vec<u8> {
-    let voxels = probs.len() / classes;
-    (0..voxels)
-        .map(|j| {
-            let mut best = 0;
-            for c in 1..classes {
-                if probs[c * voxels + j] > probs[best * voxels + j] {
-                    best = c;
-                }
-            }
-            best as u8
-        })
-        .collect()
 }

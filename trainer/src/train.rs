@@ -18,7 +18,6 @@ use msnet_training::{
 };
 
 use crate::baseline::UNet;
-use crate::infer::argmax_classes;
 use crate::network::MsNet;
 use crate::{batch, loss};
 
@@ -165,7 +164,7 @@ pub fn baseline_labels(net: &UNet, samples: &[&Sample], classes: usize) -> Vec<V
         .unwrap_or_else(|e| unreachable!("probabilities are f32: {e:?}"));
     let per = flat.len() / samples.len().max(1);
     flat.chunks(per.max(1))
-        .map(|p| argmax_classes(p, classes))
+        .map(|p| msnet::labels::argmax(p, classes))
         .collect()
 }
 

@@ -2,7 +2,7 @@
 
 use embedded_io::{Read, Write};
 use heapless::Vec;
-use msnet_runtime::{Plan, RunError, run};
+use msnet_runtime::{Plan, PlanError, Program, RunError, Step, run};
 
 use crate::decoder::{Decoder, Event, Frame};
 use crate::masks::{ClassMapShape, MaskError, measure};
@@ -29,6 +29,8 @@ pub struct Buffers<'a> {
     pub arena: &'a mut [f32],
     /// The class probabilities, at least [`Plan::output_len`] floats.
     pub probabilities: &'a mut [f32],
+    /// The plan's decoded ops, at least [`Plan::len`] (contents on entry do not matter).
+    pub steps: &'a mut [Step],
 }
 
 /// Why [`Device::new`] refused its plan or buffers.
@@ -36,6 +38,8 @@ pub struct Buffers<'a> {
 pub enum SetupError {
     /// The plan is not one this device can serve (the reason says which requirement).
     UnsupportedPlan(&'static str),
+    /// An op of the plan failed its checks ([`Plan::prepare`]).
+    InvalidPlan(PlanError),
     /// A buffer is shorter than the plan or the protocol needs.
     BufferTooSmall {
         what: &'static str,
@@ -69,7 +73,7 @@ pub struct Device<'a, L, C, const MAX_RUNS: usize> {
 
 /// Everything between a decoded request and its answer.
 struct Pipeline<'a, C, const MAX_RUNS: usize> {
-    plan: Plan<'a>,
+    program: Program<'a>,
     clock: C,
     /// Mask size, the plan's input size.
     width: u16,
@@ -83,7 +87,8 @@ struct Pipeline<'a, C, const MAX_RUNS: usize> {
 
 impl<'a, L: Read + Write, C: Clock, const MAX_RUNS: usize> Device<'a, L, C, MAX_RUNS> {
     /// Checks that `plan` is a 2D RGB plan with at least 3 classes (background, rim, cup) and
-    /// that the buffers are long enough for it, once, so that serving cannot fail on them.
+    /// that the buffers are long enough for it, and prepares its ops into `buffers.steps`,
+    /// once, so that serving cannot fail on them.
     pub fn new(
         link: L,
         clock: C,
@@ -121,6 +126,16 @@ impl<'a, L: Read + Write, C: Clock, const MAX_RUNS: usize> Device<'a, L, C, MAX_
             buffers.probabilities,
             plan.output_len(),
         )?;
+        if buffers.steps.len() < plan.len() {
+            return Err(SetupError::BufferTooSmall {
+                what: "the step buffer",
+                needed: plan.len(),
+                found: buffers.steps.len(),
+            });
+        }
+        let program = plan
+            .prepare(buffers.steps)
+            .map_err(SetupError::InvalidPlan)?;
         let receive_len = buffers.receive.len();
         let decoder = Decoder::new(buffers.receive).map_err(|_| SetupError::BufferTooSmall {
             what: "the receive buffer",
@@ -131,7 +146,7 @@ impl<'a, L: Read + Write, C: Clock, const MAX_RUNS: usize> Device<'a, L, C, MAX_
             link,
             decoder,
             pipeline: Pipeline {
-                plan,
+                program,
                 clock,
                 width,
                 height,
@@ -226,18 +241,17 @@ impl<C: Clock, const MAX_RUNS: usize> Pipeline<'_, C, MAX_RUNS> {
         resize_bilinear(region, width, height, self.input)
             .map_err(|_| (ErrorCode::InferenceFailed, InferenceFault::Buffer as u8))?;
         let resized = self.clock.now_us();
-        run(&self.plan, self.input, self.arena, self.probabilities).map_err(|e| {
+        run(&self.program, self.input, self.arena, self.probabilities).map_err(|e| {
             let fault = match e {
                 RunError::Buffer { .. } => InferenceFault::Buffer,
                 RunError::NonFiniteInput { .. } => InferenceFault::NonFiniteInput,
                 RunError::NonFiniteOutput { .. } => InferenceFault::NonFiniteOutput,
-                RunError::Plan(_) => InferenceFault::Plan,
             };
             (ErrorCode::InferenceFailed, fault as u8)
         })?;
         let inferred = self.clock.now_us();
         let shape = ClassMapShape {
-            classes: self.plan.header().classes as usize,
+            classes: self.program.plan().header().classes as usize,
             width,
             height,
         };

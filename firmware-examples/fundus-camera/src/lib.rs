@@ -17,7 +17,7 @@
 //!
 //! ```text
 //! let plan = Plan::parse(&PLAN.0)?;                      // 4-byte aligned plan bytes
-//! let buffers = Buffers { receive, input, arena, probabilities };
+//! let buffers = Buffers { receive, input, arena, probabilities, steps };  // steps: [Step::UNSET; N]
 //! let mut device = Device::<_, _, 1024>::new(uart, timer, plan, buffers)?;
 //! loop { device.poll()?; }
 //! ```

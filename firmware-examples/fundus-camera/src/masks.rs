@@ -1,9 +1,11 @@
 //! From class probabilities to the disc and cup masks, their run lists and measurements.
 //!
-//! A pixel's class is the argmax of its probabilities (ties, and NaN, go to the lower class).
-//! The disc is every class above 0 (rim and cup), the cup is the last class.
+//! A pixel's class, the disc, the cup and the ratio follow `msnet-labels` (the argmax; the
+//! disc is every class above 0, the cup the last class), the rules `msnet eval` and
+//! `msnet-run segment` use.
 
 use heapless::Vec;
+use msnet_labels::{DiscCup, Measurements, class_at};
 
 use crate::protocol::{MaskKind, VCDR_NO_DISC};
 use crate::rle::RunEncoder;
@@ -38,23 +40,6 @@ pub enum MaskError {
     TooManyRuns(MaskKind),
 }
 
-/// The rows a mask covers, first and last.
-#[derive(Default)]
-struct RowSpan(Option<(usize, usize)>);
-
-impl RowSpan {
-    fn add(&mut self, row: usize) {
-        let first = self.0.map_or(row, |(first, _)| first);
-        self.0 = Some((first, row));
-    }
-
-    fn rows(&self) -> u16 {
-        self.0.map_or(0, |(first, last)| {
-            u16::try_from(last - first + 1).unwrap_or(u16::MAX)
-        })
-    }
-}
-
 /// Classifies every pixel of `probabilities`, run-length encodes the disc and cup masks into
 /// `disc_runs` and `cup_runs` (see [`crate::rle`]) and measures them.
 pub fn measure<const N: usize>(
@@ -76,53 +61,31 @@ pub fn measure<const N: usize>(
     {
         return Err(MaskError::Shape);
     }
-    let cup_class = classes - 1;
+    let disc_cup = DiscCup::new(classes).ok_or(MaskError::Shape)?;
     let mut disc = RunEncoder::new(disc_runs);
     let mut cup = RunEncoder::new(cup_runs);
-    let (mut disc_area, mut cup_area) = (0u32, 0u32);
-    let (mut disc_span, mut cup_span) = (RowSpan::default(), RowSpan::default());
+    let mut m = Measurements::default();
     // The length check above keeps every `c · plane + p` inside `probabilities`; the areas
     // count at most 65535² pixels, which fits a u32.
     for p in 0..plane {
-        let row = p / width;
-        let mut class = 0;
-        let mut best = probabilities[p];
-        for c in 1..classes {
-            let v = probabilities[c * plane + p];
-            if v > best {
-                best = v;
-                class = c;
-            }
-        }
-        let in_disc = class > 0;
-        let in_cup = class == cup_class;
+        let class = class_at(probabilities, classes, p) as u8;
+        let (in_disc, in_cup) = (disc_cup.is_disc(class), disc_cup.is_cup(class));
         disc.push(in_disc);
         cup.push(in_cup);
-        if in_disc {
-            disc_area += 1;
-            disc_span.add(row);
-        }
-        if in_cup {
-            cup_area += 1;
-            cup_span.add(row);
-        }
+        m.add(p / width, in_disc, in_cup);
     }
     disc.finish()
         .map_err(|_| MaskError::TooManyRuns(MaskKind::Disc))?;
     cup.finish()
         .map_err(|_| MaskError::TooManyRuns(MaskKind::Cup))?;
-    let (disc_rows, cup_rows) = (disc_span.rows(), cup_span.rows());
-    let vertical_cdr = if disc_rows == 0 {
-        VCDR_NO_DISC
-    } else {
-        f32::from(cup_rows) / f32::from(disc_rows)
-    };
+    // Bounded by `width`, `height` ≤ u16::MAX (checked above).
+    let rows = |span: msnet_labels::RowSpan| span.rows() as u16;
     Ok(MaskSummary {
-        disc_area,
-        cup_area,
-        disc_rows,
-        cup_rows,
-        vertical_cdr,
+        disc_area: m.disc_px as u32,
+        cup_area: m.cup_px as u32,
+        disc_rows: rows(m.disc_span),
+        cup_rows: rows(m.cup_span),
+        vertical_cdr: m.vertical_cdr().map_or(VCDR_NO_DISC, |r| r as f32),
     })
 }
 

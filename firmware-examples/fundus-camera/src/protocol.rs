@@ -89,7 +89,7 @@ pub enum RegionFault {
 pub enum InferenceFault {
     Buffer = 1,
     NonFiniteInput = 2,
-    Plan = 3,
+    // 3 was "plan op invalid": plans are now checked once, when the device is set up.
     /// A value overflowed inside the network (the model's fault, not the region's).
     NonFiniteOutput = 4,
 }

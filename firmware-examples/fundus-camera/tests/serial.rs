@@ -24,10 +24,10 @@ use embedded_io::{ErrorKind, ErrorType, Read, Write};
 use msnet_fundus_camera::preprocess::resize_bilinear;
 use msnet_fundus_camera::protocol::{ErrorCode, MAX_FRAME_LEN, MAX_PAYLOAD_LEN, Region};
 use msnet_fundus_camera::{Buffers, Clock, Device, Served};
-use msnet_runtime::Plan;
 use msnet_runtime::alloc_count::{CountingAllocator, allocations};
 use msnet_runtime::format::crc32;
-use msnet_runtime::host::PlanBuffer;
+use msnet_runtime::host::{PlanBuffer, Session};
+use msnet_runtime::{Plan, Step};
 
 // ---------------------------------------------------------------------------------------------
 // Allocation counting
@@ -290,6 +290,7 @@ struct Memory {
     input: Vec<f32>,
     arena: Vec<f32>,
     probabilities: Vec<f32>,
+    steps: Vec<Step>,
     outgoing: Vec<u8>,
 }
 
@@ -300,6 +301,7 @@ impl Memory {
             input: vec![0.0; plan.input_len()],
             arena: vec![0.0; plan.arena_len()],
             probabilities: vec![0.0; plan.output_len()],
+            steps: vec![Step::UNSET; plan.len()],
             outgoing: vec![0; 1 << 20],
         }
     }
@@ -341,6 +343,7 @@ fn serve<const MAX_RUNS: usize>(
             input: &mut memory.input,
             arena: &mut memory.arena,
             probabilities: &mut memory.probabilities,
+            steps: &mut memory.steps,
         };
         let mut device = Device::<_, _, MAX_RUNS>::new(&mut link, clock, plan, buffers)
             .expect("the shipped plan suits the device");
@@ -383,38 +386,32 @@ fn serve<const MAX_RUNS: usize>(
 
 /// Runs the plan directly, outside the device, to know what its answers must be.
 struct Reference<'p> {
-    plan: Plan<'p>,
+    session: Session<'p>,
     input: Vec<f32>,
-    arena: Vec<f32>,
     probabilities: Vec<f32>,
 }
 
 impl<'p> Reference<'p> {
     fn new(plan: Plan<'p>) -> Self {
         Self {
-            plan,
+            session: Session::new(plan).expect("the shipped plan prepares"),
             input: vec![0.0; plan.input_len()],
-            arena: vec![0.0; plan.arena_len()],
             probabilities: vec![0.0; plan.output_len()],
         }
     }
 
     /// The disc and cup masks of `image` at the plan's size.
     fn masks(&mut self, image: &Image) -> (Vec<bool>, Vec<bool>) {
-        let [_, h, w] = self.plan.size();
+        let [_, h, w] = self.session.plan().size();
         let region = Region {
             width: image.width,
             height: image.height,
             rgb: &image.rgb,
         };
         resize_bilinear(&region, w, h, &mut self.input).unwrap();
-        msnet_runtime::run(
-            &self.plan,
-            &self.input,
-            &mut self.arena,
-            &mut self.probabilities,
-        )
-        .unwrap();
+        self.session
+            .run(&self.input, &mut self.probabilities)
+            .unwrap();
         let plane = w * h;
         let classes = self.probabilities.len() / plane;
         let labels: Vec<usize> = (0..plane)
@@ -442,7 +439,7 @@ impl<'p> Reference<'p> {
                 image.width, image.height
             );
         };
-        let [_, h, w] = self.plan.size();
+        let [_, h, w] = self.session.plan().size();
         assert_eq!((result.width as usize, result.height as usize), (w, h));
         let disc = decode_runs(&result.disc_runs, w * h);
         let cup = decode_runs(&result.cup_runs, w * h);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use msnet_runtime::format::{CHECKSUM_WORD, HEADER_WORDS, OP_WORDS, plan_checksum};
+use msnet_runtime::{Plan, Step};
 
 /// The plan of the shipped WBC model (written by `msnet export`).
 pub fn shipped_plan() -> Vec<u8> {
@@ -27,4 +28,9 @@ pub fn fix_checksum(bytes: &mut [u8]) {
 /// Word index of field `field` of op `op`.
 pub fn op_word(op: usize, field: usize) -> usize {
     HEADER_WORDS + op * OP_WORDS + field
+}
+
+/// Storage for `plan`'s decoded steps (what [`Plan::prepare`] fills).
+pub fn step_storage(plan: &Plan<'_>) -> Vec<Step> {
+    vec![Step::UNSET; plan.len()]
 }
