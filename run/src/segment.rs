@@ -3,8 +3,8 @@
 //!
 //! Preprocessing is [`msnet_run::preprocess`]; the normalisation is inside the plan.
 //! Postprocessing: argmax, the mask brought back to the image's own size (nearest), per-class
-//! areas, and for a model with a `cup` class the disc (every foreground class: rim ∪ cup), the
-//! cup and the vertical cup-to-disc ratio.
+//! areas, and for a disc/cup model (its last class named `cup`; the convention is
+//! `msnet::labels::DiscCup`) the disc (rim ∪ cup), the cup and the vertical cup-to-disc ratio.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,8 +51,8 @@ pub struct Segmented {
     pub runtime_ms: f64,
     /// Pixels per class at the image's own size.
     pub areas: Vec<usize>,
-    /// For a model with a `cup` class: disc (rim ∪ cup) and cup pixels, vertical CDR (None
-    /// when no disc was found).
+    /// For a disc/cup model: disc (rim ∪ cup) and cup pixels, vertical CDR (None when no disc
+    /// was found).
     pub disc_cup: Option<DiscCup>,
     pub mask: PathBuf,
     pub overlay: PathBuf,

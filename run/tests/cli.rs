@@ -1,34 +1,12 @@
 //! `msnet-run` end to end on the shipped model: verify, bench, segment, and the errors a
 //! device user sees.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn msnet_run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_msnet-run"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn shipped() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../models/wbc-s10-seed0").into()
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("msnet-run-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{msnet_run, scratch, shipped, text};
 
 #[test]
 fn verify_passes_on_the_shipped_model_at_one_and_two_threads() {

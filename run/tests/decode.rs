@@ -3,14 +3,17 @@
 //! a cut file is an error in every format, float pixels must be finite and in [0, 1], and a
 //! volume's budget is checked before its data is decompressed.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb, RgbImage};
 use msnet_run::preprocess::{ImageBudget, read_model_image};
+
+use common::{msnet_run, scratch, shipped, text};
 
 /// The system allocator, keeping each thread's live and peak heap bytes, so that a test can
 /// measure what its own thread's work holds at most (tests run on threads of their own).
@@ -70,32 +73,6 @@ fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     PEAK.with(|p| p.set(base));
     let out = f();
     (out, PEAK.with(Cell::get) - base)
-}
-
-fn msnet_run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_msnet-run"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn shipped() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../models/wbc-s10-seed0").into()
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("msnet-decode-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A smooth RGB picture (compresses well, so large images stay small on disk).

@@ -1,39 +1,15 @@
 //! Every command that loads a model refuses a config and a plan that do not belong together,
 //! and `verify` reports only what it checked.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
-fn msnet_run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_msnet-run"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn shipped(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../models")
-        .join(name)
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("msnet-checks-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{msnet_run, scratch, shipped_model as shipped, text};
 
 /// A device copy of a shipped model in `dir/model`: config.json, model.msplan and, when
 /// `golden`, its golden bundle.
