@@ -115,41 +115,35 @@ def main():
         print("\n".join(pilots) + "\n")
     if not rows:
         sys.exit(f"results-table: no finished runs in {runs}")
-    print("### WBC Dataset 1: MSNet\n")
-    print("\n".join(metrics_table(rows, "wbc", lambda s: f"{PAPER_WBC[s][0]:.4f}")))
-    longer = metrics_table(rows, "wbc-400it", lambda s: f"{PAPER_WBC[s][0]:.4f}")
-    if longer:
-        print("\nThe same runs continued to 400 iterations (`scripts/paper-runs.sh longer`; the")
-        print("training time counts all 400 iterations):\n")
-        print("\n".join(longer))
-    print("\n### WBC Dataset 1: U-Net baseline (same trainer, split, loss and schedule)\n")
-    params = {r[3]["network"]["parameters"] for r in rows if r[0] == "unet-wbc"}
-    print(f"Parameters: {', '.join(str(p) for p in sorted(params))} (the paper's U-Net: 31M).\n")
-    print("\n".join(metrics_table(rows, "unet-wbc", lambda s: f"{PAPER_WBC[s][1]:.4f}")))
-    print("\n### WBC Dataset 1, S = 10: a single grid (H = 1) against the V-cycle (H = 5)\n")
-    print("\n".join(metrics_table(rows, "wbc-h1")))
     cdr = lambda rs: stat([r[3]["vcdr"]["mae"] for r in rs])
     disc = lambda rs: stat([r[3]["regions"]["disc (rim + cup)"]["dsc"] for r in rs])
     cup = lambda rs: stat([r[3]["classes"]["cup"]["dsc"] for r in rs])
-    print("\n### Drishti-GS1 optic disc and cup (51 official test images)\n")
-    print("\n".join(metrics_table(
-        rows, "drishti", lambda s: f"{PAPER_REFUGE[s]:.4f} (REFUGE)",
-        [("DSC disc", disc), ("DSC cup", cup), ("vCDR MAE", cdr)],
-    )))
-    lower = metrics_table(
-        rows, "drishti-lr0.0005", lambda s: f"{PAPER_REFUGE[s]:.4f} (REFUGE)",
-        [("DSC disc", disc), ("DSC cup", cup), ("vCDR MAE", cdr)],
-    )
-    if lower:
-        print("\nThe same at half the learning rate (5e-4):\n")
-        print("\n".join(lower))
-    print("\n### ACDC 3D (4 classes, 20 test volumes of 10 patients)\n")
-    print("\n".join(metrics_table(rows, "acdc", lambda s: f"{PAPER_MRI[s]:.4f} (thigh MRI)")))
-    lower = metrics_table(rows, "acdc-lr0.0005", lambda s: f"{PAPER_MRI[s]:.4f} (thigh MRI)")
-    if lower:
-        print("\nThe same at half the learning rate (5e-4):\n")
-        print("\n".join(lower))
-
+    fundus = [("DSC disc", disc), ("DSC cup", cup), ("vCDR MAE", cdr)]
+    wbc = lambda s: f"{PAPER_WBC[s][0]:.4f}"
+    refuge = lambda s: f"{PAPER_REFUGE[s]:.4f} (REFUGE)"
+    mri = lambda s: f"{PAPER_MRI[s]:.4f} (thigh MRI)"
+    params = {r[3]["network"]["parameters"] for r in rows if r[0] == "unet-wbc"}
+    unet_note = f"Parameters: {', '.join(str(p) for p in sorted(params))} (the paper's U-Net: 31M).\n\n"
+    # (title, note above the table, group, paper column, extra columns); groups without
+    # finished runs are left out.
+    sections = [
+        ("### WBC Dataset 1: MSNet", "", "wbc", wbc, None),
+        ("The same runs continued to 400 iterations (`longer`; the training time counts all 400):",
+         "", "wbc-400it", wbc, None),
+        ("### WBC Dataset 1: U-Net baseline (same trainer, split, loss and schedule)",
+         unet_note, "unet-wbc", lambda s: f"{PAPER_WBC[s][1]:.4f}", None),
+        ("### WBC Dataset 1, S = 10: a single grid (H = 1) against the V-cycle (H = 5)",
+         "", "wbc-h1", None, None),
+        ("### Drishti-GS1 optic disc and cup (51 official test images)", "", "drishti", refuge,
+         fundus),
+        ("The same at half the learning rate (5e-4):", "", "drishti-lr0.0005", refuge, fundus),
+        ("### ACDC 3D (4 classes, 20 test volumes of 10 patients)", "", "acdc", mri, None),
+        ("The same at half the learning rate (5e-4):", "", "acdc-lr0.0005", mri, None),
+    ]
+    for title, note, group, paper, extra in sections:
+        table = metrics_table(rows, group, paper, extra)
+        if table:
+            print(f"{title}\n\n{note}" + "\n".join(table) + "\n")
 
 if __name__ == "__main__":
     main()

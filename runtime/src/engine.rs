@@ -152,6 +152,9 @@ fn min_units(min: usize, per_unit: usize) -> usize {
     min.div_ceil(per_unit.max(1))
 }
 
+/// [`resample::avg_pool`] or [`resample::prolong`].
+type ResampleKernel = fn(&[f32], &resample::Grid, Range<usize>, &mut [f32]);
+
 fn execute(
     program: &Program<'_>,
     step: &Step,
@@ -228,12 +231,11 @@ fn execute(
                 size: step.size,
                 channels: step.channels,
             };
-            let (kernel, rows): (fn(&[f32], &resample::Grid, Range<usize>, &mut [f32]), _) =
-                if step.opcode == Opcode::AvgPool {
-                    (resample::avg_pool, grid.pooled_rows())
-                } else {
-                    (resample::prolong, grid.prolonged_rows())
-                };
+            let (kernel, rows): (ResampleKernel, _) = if step.opcode == Opcode::AvgPool {
+                (resample::avg_pool, grid.pooled_rows())
+            } else {
+                (resample::prolong, grid.prolonged_rows())
+            };
             let row_len = s.out.len() / rows.max(1);
             split(
                 par,
