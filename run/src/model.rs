@@ -12,7 +12,7 @@ use msnet::golden::{self, Manifest};
 use msnet::model::CONFIG_FILE;
 use msnet_runtime::Plan;
 use msnet_runtime::format::PLAN_FILE;
-use msnet_runtime::host::{PlanBuffer, Session};
+use msnet_runtime::host::{PlanBuffer, Session, SessionError};
 use msnet_runtime::kernels::conv;
 
 /// The journal `msnet export` keeps in the model directory while it moves its files into
@@ -154,8 +154,10 @@ impl Model {
     /// A session on `threads` threads: the plan's ops decoded and checked, its arena
     /// allocated and its workers started, once.
     pub fn session(&self, threads: &Threads) -> Result<Session<'static>> {
-        Session::with_threads(self.plan, threads.count())
-            .with_context(|| format!("{}", self.dir.join(PLAN_FILE).display()))
+        Session::with_threads(self.plan, threads.count()).map_err(|e| match e {
+            SessionError::Plan(_) => anyhow!("{}: {e}", self.dir.join(PLAN_FILE).display()),
+            e => e.into(),
+        })
     }
 }
 

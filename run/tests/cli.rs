@@ -621,3 +621,12 @@ fn watch_sets_aside_an_image_a_stopped_watcher_left_claimed() {
     assert_eq!(csv.lines().count(), 2, "one header, one row: {csv}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_absurd_thread_count_is_a_clear_error_not_a_panic() {
+    let o = msnet_run(&["bench", "--model", &shipped(), "--threads", "100000"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("100000 threads") && t.contains("at most"), "{t}");
+    assert!(!t.contains("panicked"), "{t}");
+}

@@ -91,10 +91,31 @@ pub struct ThreadPool {
     workers: Vec<JoinHandle<()>>,
 }
 
+/// Threads per core a pool may have. Past the core count, threads only add hand-over cost
+/// (1,000 threads took 39 s for one frame that one thread runs in 30 ms), and an unbounded
+/// count exhausts the process's threads; a small multiple still lets a caller oversubscribe.
+pub const MAX_THREADS_PER_CORE: usize = 4;
+
+/// The most threads [`ThreadPool::new`] starts on this machine.
+pub fn max_threads() -> usize {
+    MAX_THREADS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl ThreadPool {
     /// Starts `threads - 1` workers (`threads` of 0 or 1 starts none and runs everything on
-    /// the caller's thread).
+    /// the caller's thread). More than [`max_threads`] is refused (`InvalidInput`), with a
+    /// message that says the limit.
     pub fn new(threads: usize) -> std::io::Result<Self> {
+        let max = max_threads();
+        if threads > max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{threads} threads asked for, at most {max} on this machine ({} per core)",
+                    MAX_THREADS_PER_CORE
+                ),
+            ));
+        }
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 job: None,
@@ -242,6 +263,18 @@ fn worker(shared: &Shared) {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn a_thread_count_past_the_cap_is_refused_with_the_limit() {
+        let too_many = max_threads() + 1;
+        let e = ThreadPool::new(too_many).err().expect("refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        let message = std::format!("{e}");
+        assert!(
+            message.contains(&std::format!("at most {}", max_threads())),
+            "{message}"
+        );
+    }
 
     #[test]
     fn every_task_runs_once_per_call() {
