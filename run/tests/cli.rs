@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{msnet_run, scratch, shipped, text};
+use common::{msnet_run, scratch, segment, shipped, text};
 
 #[test]
 fn verify_passes_on_the_shipped_model_at_one_and_two_threads() {
@@ -66,15 +66,7 @@ fn segment_writes_masks_at_the_images_own_size() {
     let bad = dir.join("broken.png");
     std::fs::write(&bad, &std::fs::read(&img).unwrap()[..100]).unwrap();
     let out = dir.join("out");
-    let o = msnet_run(&[
-        "segment",
-        "--model",
-        &shipped(),
-        "--out",
-        out.to_str().unwrap(),
-        img.to_str().unwrap(),
-        bad.to_str().unwrap(),
-    ]);
+    let o = segment(&out, &[&img, &bad]);
     assert!(!o.status.success(), "a broken image must fail the run");
     assert!(text(&o).contains("broken.png"), "{}", text(&o));
     let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

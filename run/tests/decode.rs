@@ -13,7 +13,7 @@ use std::path::Path;
 use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb, RgbImage};
 use msnet_run::preprocess::{ImageBudget, read_model_image};
 
-use common::{msnet_run, scratch, shipped, text};
+use common::{msnet_run, scratch, segment, shipped, text};
 
 /// The system allocator, keeping each thread's live and peak heap bytes, so that a test can
 /// measure what its own thread's work holds at most (tests run on threads of their own).
@@ -211,15 +211,7 @@ fn segment_refuses_a_cut_file_of_every_format_naming_it() {
         let cut = dir.join(format!("cut.{ext}"));
         std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
         let out = dir.join(format!("out-{ext}"));
-        let o = msnet_run(&[
-            "segment",
-            "--model",
-            &shipped(),
-            "--out",
-            out.to_str().unwrap(),
-            whole.to_str().unwrap(),
-            cut.to_str().unwrap(),
-        ]);
+        let o = segment(&out, &[&whole, &cut]);
         assert!(!o.status.success(), "{ext}: {}", text(&o));
         let stdout = String::from_utf8_lossy(&o.stdout);
         assert!(
@@ -248,15 +240,7 @@ fn segment_refuses_non_finite_float_pixels_naming_the_file() {
     values[3 * (w as usize * 5 + 7)] = f32::NAN;
     let nan = dir.join("nan.tif");
     save(&nan, &values);
-    let o = msnet_run(&[
-        "segment",
-        "--model",
-        &shipped(),
-        "--out",
-        out.to_str().unwrap(),
-        good.to_str().unwrap(),
-        nan.to_str().unwrap(),
-    ]);
+    let o = segment(&out, &[&good, &nan]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("good.tif"),

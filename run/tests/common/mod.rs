@@ -30,8 +30,23 @@ pub fn shipped_model(name: &str) -> PathBuf {
 }
 
 /// The shipped model most tests run.
+const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/wbc-s10-seed0");
+
 pub fn shipped() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../models/wbc-s10-seed0").into()
+    SHIPPED.into()
+}
+
+/// `msnet-run segment` with the shipped model, writing into `out`.
+pub fn segment(out: &Path, images: &[&Path]) -> Output {
+    let mut args = vec![
+        "segment",
+        "--model",
+        SHIPPED,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(images.iter().map(|i| i.to_str().unwrap()));
+    msnet_run(&args)
 }
 
 /// An empty folder of its own for test `tag` of this test binary and process.
