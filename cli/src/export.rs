@@ -62,7 +62,7 @@ pub fn run(a: &ExportArgs) -> Result<ExitCode> {
         2.0 * p.macs as f64 * 1e-9
     );
     println!(
-        "self-check: max abs diff against {} (passes: atol 1e-4 + rtol 5e-4, same argmax);\n  \
+        "self-check: max abs diff against {} (passes: atol 1e-4 + rtol 5e-4, same argmax where the reference has no tie);\n  \
          rounding: how far the runtime's own output moves when the input is scaled by 1 + {:e}",
         report.manifest.reference, ROUNDING_PROBE
     );
