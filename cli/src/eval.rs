@@ -110,13 +110,66 @@ pub struct VcdrReport {
 }
 
 impl VcdrReport {
-    pub fn mae(&self) -> f64 {
+    fn mean(&self, f: impl Fn(f64, f64) -> f64) -> f64 {
         let n = self.per_image.len().max(1) as f64;
-        self.per_image
+        self.per_image.iter().map(|&(_, p, e)| f(p, e)).sum::<f64>() / n
+    }
+
+    /// Mean absolute error against the experts.
+    pub fn mae(&self) -> f64 {
+        self.mean(|p, e| (p - e).abs())
+    }
+
+    /// Mean signed error (predicted − experts): below zero, the cup reads too small.
+    pub fn bias(&self) -> f64 {
+        self.mean(|p, e| p - e)
+    }
+
+    /// Pearson's correlation of predicted and expert ratios; `None` below 2 images or when
+    /// either side does not vary.
+    pub fn correlation(&self) -> Option<f64> {
+        let (mp, me) = (self.mean(|p, _| p), self.mean(|_, e| e));
+        let cov = self.mean(|p, e| (p - mp) * (e - me));
+        let sd =
+            |m: f64, pick: fn(f64, f64) -> f64| self.mean(|p, e| (pick(p, e) - m).powi(2)).sqrt();
+        let denominator = sd(mp, |p, _| p) * sd(me, |_, e| e);
+        (self.per_image.len() >= 2 && denominator > 0.0).then(|| cov / denominator)
+    }
+
+    /// The report's JSON: the definition, MAE, bias, correlation and every image.
+    pub fn json(&self) -> serde_json::Value {
+        let per_image: Vec<serde_json::Value> = self
+            .per_image
             .iter()
-            .map(|(_, p, e)| (p - e).abs())
-            .sum::<f64>()
-            / n
+            .map(|(n, p, x)| json!({"name": n, "predicted": p, "experts_mean": x}))
+            .collect();
+        json!({
+            "definition": "vertical extent of the cup over that of the disc (rim + cup), bounding-box rows; against the mean of the 4 experts (roi_index.csv)",
+            "mae": self.mae(),
+            "bias": self.bias(),
+            "pearson_r": self.correlation(),
+            "images": self.per_image.len(),
+            "no_disc_predicted": self.no_disc,
+            "per_image": per_image,
+        })
+    }
+
+    /// The report's line of a printed table.
+    pub fn line(&self) -> String {
+        format!(
+            "vertical cup-to-disc ratio: MAE {:.4}, bias {:+.4}, r {} against the experts' mean \
+             over {} images{}",
+            self.mae(),
+            self.bias(),
+            self.correlation()
+                .map_or("n/a".to_string(), |r| format!("{r:.3}")),
+            self.per_image.len(),
+            if self.no_disc.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} with no predicted disc left out)", self.no_disc.len())
+            }
+        )
     }
 }
 
@@ -182,7 +235,7 @@ pub fn evaluate(
     })
 }
 
-fn metric_json(m: &ClassMetrics) -> serde_json::Value {
+pub fn metric_json(m: &ClassMetrics) -> serde_json::Value {
     json!({"acc": m.acc, "iou": m.iou, "dsc": m.dsc, "asd": m.asd})
 }
 
@@ -211,18 +264,7 @@ pub fn report_json(model: &Path, kind: DatasetKind, e: &Evaluation) -> serde_jso
         out["regions"] = json!({"disc (rim + cup)": metric_json(d)});
     }
     if let Some(v) = &e.vcdr {
-        let per_image: Vec<serde_json::Value> = v
-            .per_image
-            .iter()
-            .map(|(n, p, x)| json!({"name": n, "predicted": p, "experts_mean": x}))
-            .collect();
-        out["vcdr"] = json!({
-            "definition": "vertical extent of the cup over that of the disc (rim + cup), bounding-box rows; against the mean of the 4 experts (roi_index.csv)",
-            "mae": v.mae(),
-            "images": v.per_image.len(),
-            "no_disc_predicted": v.no_disc,
-            "per_image": per_image,
-        });
+        out["vcdr"] = v.json();
     }
     out
 }
@@ -260,16 +302,7 @@ fn print_table(e: &Evaluation) {
         row("disc (rim + cup)", d);
     }
     if let Some(v) = &e.vcdr {
-        println!(
-            "vertical cup-to-disc ratio: MAE {:.4} against the experts' mean over {} images{}",
-            v.mae(),
-            v.per_image.len(),
-            if v.no_disc.is_empty() {
-                String::new()
-            } else {
-                format!(" ({} with no predicted disc left out)", v.no_disc.len())
-            }
-        );
+        println!("{}", v.line());
     }
 }
 

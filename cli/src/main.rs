@@ -11,6 +11,7 @@ mod bench_tract;
 mod eval;
 mod export;
 mod info;
+mod score_photos;
 mod setup;
 mod train;
 
@@ -41,6 +42,10 @@ enum Command {
     /// Export a trained model to ONNX, a tract NNEF plan and golden input/output bundles,
     /// checked against the burn forward pass before anything is written.
     Export(export::ExportArgs),
+    /// Score whole-photograph disc/cup masks (`msnet-run segment --locator` on Drishti-GS1's
+    /// test photographs) in photograph coordinates: disc and cup DSC, vertical cup-to-disc
+    /// ratio against the experts, the locator's centre error.
+    ScorePhotos(score_photos::ScorePhotosArgs),
     /// Benchmark training throughput (images/s) of an engine (--engine) on generated
     /// phantoms; prints JSON.
     BenchTrain(bench::BenchArgs),
@@ -51,7 +56,8 @@ enum Command {
 /// Where the data is and which dataset it is.
 #[derive(Args, Clone)]
 pub struct DataArgs {
-    /// Dataset: wbc (WBC Dataset 1), drishti (Drishti-GS1 disc/cup), acdc (ACDC 3D MRI), or
+    /// Dataset: wbc (WBC Dataset 1), drishti (Drishti-GS1 disc/cup crops), drishti-full
+    /// (Drishti-GS1 whole photographs, background/disc: a disc locator), acdc (ACDC 3D MRI), or
     /// folder (your own images/ + masks/).
     #[arg(long)]
     pub dataset: Option<String>,
@@ -67,7 +73,7 @@ pub struct DataArgs {
     #[arg(long, default_value_t = 5)]
     pub test_count: usize,
     /// Input size D×H×W (or H×W in 2D); each side divisible by 16. Default: the dataset's
-    /// (wbc 112×112, drishti 128×128, acdc 16×128×128, folder 128×128).
+    /// (wbc 112×112, drishti 128×128, drishti-full 112×128, acdc 16×128×128, folder 128×128).
     #[arg(long)]
     pub size: Option<String>,
 }
@@ -79,6 +85,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train::run(&a),
         Command::Eval(a) => eval::run(&a),
         Command::Export(a) => export::run(&a),
+        Command::ScorePhotos(a) => score_photos::run(&a),
         Command::BenchTrain(a) => bench::run(&a),
         Command::BenchTract(a) => bench_tract::run(&a),
     };

@@ -54,7 +54,9 @@ pub fn load_options(
 /// Parses `--dataset`.
 pub fn dataset_kind(name: &str) -> Result<DatasetKind> {
     name.parse::<DatasetKind>().map_err(|_| {
-        anyhow::anyhow!("unknown --dataset {name:?}: use wbc, drishti, acdc or folder")
+        anyhow::anyhow!(
+            "unknown --dataset {name:?}: use wbc, drishti, drishti-full, acdc or folder"
+        )
     })
 }
 

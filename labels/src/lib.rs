@@ -3,7 +3,8 @@
 //! It owns the rules every consumer of MSNet's output shares: the class of a voxel (the
 //! argmax of its scores, [`class_at`]), and for optic disc/cup models which classes are the
 //! disc and the cup, the vertical extent of a mask and the vertical cup-to-disc ratio
-//! ([`DiscCup`]). `msnet eval`, `msnet-run segment`, the trainers and the fundus camera's
+//! ([`DiscCup`]), and the gray each class is written as in a mask PNG ([`mask_png`]).
+//! `msnet eval`, `msnet-run segment`, the trainers and the fundus camera's
 //! device loop all call these.
 //!
 //! It must not know models, files or engines, and stays `#![no_std]` without an allocator
@@ -14,6 +15,7 @@
 extern crate alloc;
 
 mod disc_cup;
+pub mod mask_png;
 
 pub use disc_cup::{CUP_CLASS_NAME, DiscCup, Measurements, RowSpan};
 

@@ -5,6 +5,10 @@
 //! Postprocessing: argmax, the mask brought back to the image's own size (nearest), per-class
 //! areas, and for a disc/cup model (its last class named `cup`; the convention is
 //! `msnet::labels::DiscCup`) the disc (rim ∪ cup), the cup and the vertical cup-to-disc ratio.
+//!
+//! With `--locator`, each image is a whole fundus photograph: the locator model finds the disc,
+//! the disc/cup model sees the window [`msnet_run::locate`] cuts around it, and its mask is
+//! pasted back, so every output is in the photograph's coordinates.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,7 +18,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use msnet::io::{resize_nearest, write_gray_png};
 use msnet::overlay::write_overlay;
-use msnet_run::preprocess::{ImageBudget, ModelImage, read_model_image};
+use msnet_run::locate::{self, Window};
+use msnet_run::preprocess::{ImageBudget, ModelImage, model_input, read_model_image};
 use msnet_runtime::host::Session;
 
 use crate::csv::CsvLog;
@@ -39,6 +44,17 @@ pub struct SegmentArgs {
     /// Replace masks and overlays already in --out (without it, an existing one is an error).
     #[arg(long)]
     force: bool,
+    /// Whole fundus photographs: this model (background / disc) finds the optic disc in each
+    /// image, and --model, a disc/cup model, segments a square window around it; masks and the
+    /// cup-to-disc ratio come back in the photograph's coordinates, and the JSON line adds the
+    /// disc centre and the window.
+    #[arg(long, value_name = "DIR")]
+    locator: Option<PathBuf>,
+    /// With --locator: the window's side as a fraction of the photograph's height (the
+    /// default, 800/1760, is the field of view of the Drishti-GS1 crops the shipped disc/cup
+    /// model was trained on).
+    #[arg(long, default_value_t = msnet_run::locate::DEFAULT_WINDOW_FRACTION, requires = "locator")]
+    window_fraction: f64,
     /// Images to segment: PNG, JPEG, BMP or TIFF. 8- and 16-bit samples are scaled to [0, 1];
     /// float TIFF samples are taken as they are and must be finite and within [0, 1].
     #[arg(required = true)]
@@ -54,6 +70,8 @@ pub struct Segmented {
     /// For a disc/cup model: disc (rim ∪ cup) and cup pixels, vertical CDR (None when no disc
     /// was found).
     pub disc_cup: Option<DiscCup>,
+    /// For a whole-photograph run (`--locator`): where the disc was found.
+    pub located: Option<Located>,
     pub mask: PathBuf,
     pub overlay: PathBuf,
 }
@@ -89,19 +107,16 @@ pub struct DiscCup {
     pub vertical_cdr: Option<f64>,
 }
 
-/// A model, its session and buffers, ready to segment any number of images.
-pub struct Segmenter<'m> {
+/// One model's session and buffers: a model input in, its label map out.
+struct Inference<'m> {
     model: &'m Model,
     session: Session<'m>,
     probs: Vec<f32>,
     size: [usize; 2],
-    /// For a disc/cup model, which labels are the disc and the cup.
-    disc_cup: Option<msnet::labels::DiscCup>,
-    budget: ImageBudget,
 }
 
-impl<'m> Segmenter<'m> {
-    pub fn new(model: &'m Model, threads: &Threads) -> Result<Self> {
+impl<'m> Inference<'m> {
+    fn new(model: &'m Model, threads: &Threads) -> Result<Self> {
         let plan = model.plan();
         if plan.header().dims != 2 {
             bail!(
@@ -114,11 +129,67 @@ impl<'m> Segmenter<'m> {
             session: model.session(threads)?,
             probs: vec![0.0; plan.output_len()],
             size: [h, w],
+            model,
+        })
+    }
+
+    /// The label map of `input` (the model's `[channels, h, w]`) brought to `hw` (nearest), and
+    /// the engine's milliseconds.
+    fn labels(&mut self, input: &[f32], hw: [usize; 2]) -> Result<(Vec<u8>, f64)> {
+        let t = Instant::now();
+        self.session.run(input, &mut self.probs)?;
+        let runtime_ms = t.elapsed().as_secs_f64() * 1e3;
+        let labels = msnet::labels::argmax(&self.probs, self.model.config.classes);
+        Ok((resize_nearest(&labels, self.size, hw), runtime_ms))
+    }
+
+    /// [`Inference::labels`] of an image's pixels (`[channels, hw]`); `path` labels errors.
+    fn labels_of(
+        &mut self,
+        path: &Path,
+        channels: usize,
+        hw: [usize; 2],
+        planar: &[f32],
+    ) -> Result<(Vec<u8>, f64)> {
+        let want = self.model.config.in_channels;
+        let input = model_input(path, channels, hw, planar, want, self.size)?;
+        self.labels(&input, hw)
+    }
+}
+
+/// The first stage of a whole-photograph run: a model whose non-background classes are the
+/// optic disc, and the window the disc/cup model is shown around the disc it finds.
+struct Locator<'m> {
+    inference: Inference<'m>,
+    window_fraction: f64,
+}
+
+/// Where the locator put the disc, and the window the disc/cup model saw.
+pub struct Located {
+    /// `(row, column)` in the photograph.
+    pub centre: [f64; 2],
+    pub window: Window,
+    pub locator_ms: f64,
+}
+
+/// A model, its session and buffers, ready to segment any number of images.
+pub struct Segmenter<'m> {
+    inference: Inference<'m>,
+    /// For a disc/cup model, which labels are the disc and the cup.
+    disc_cup: Option<msnet::labels::DiscCup>,
+    budget: ImageBudget,
+    locator: Option<Locator<'m>>,
+}
+
+impl<'m> Segmenter<'m> {
+    pub fn new(model: &'m Model, threads: &Threads) -> Result<Self> {
+        Ok(Self {
+            inference: Inference::new(model, threads)?,
             disc_cup: msnet::labels::DiscCup::for_class_names(&model.config.class_names),
             budget: ImageBudget {
                 max_image_mib: msnet_run::preprocess::DEFAULT_MAX_IMAGE_MIB,
             },
-            model,
+            locator: None,
         })
     }
 
@@ -127,27 +198,95 @@ impl<'m> Segmenter<'m> {
         Self { budget, ..self }
     }
 
+    /// Segments whole photographs: `locator` finds the disc, and this (disc/cup) model sees a
+    /// square window around it whose side is `window_fraction` of the photograph's height.
+    pub fn with_locator(
+        self,
+        locator: &'m Model,
+        threads: &Threads,
+        window_fraction: f64,
+    ) -> Result<Self> {
+        let model = self.inference.model;
+        if self.disc_cup.is_none() {
+            bail!(
+                "--locator needs a disc/cup model (its last class named `{}`); {} has classes {:?}",
+                msnet::labels::CUP_CLASS_NAME,
+                model.dir.display(),
+                model.config.class_names
+            );
+        }
+        if locator.config.classes < 2 {
+            bail!(
+                "{}: a locator needs a background and a disc class",
+                locator.dir.display()
+            );
+        }
+        if !(window_fraction > 0.0 && window_fraction <= 4.0) {
+            bail!("--window-fraction {window_fraction} is not in (0, 4]");
+        }
+        Ok(Self {
+            locator: Some(Locator {
+                inference: Inference::new(locator, threads)?,
+                window_fraction,
+            }),
+            ..self
+        })
+    }
+
     pub fn class_names(&self) -> &[String] {
-        &self.model.config.class_names
+        &self.inference.model.config.class_names
     }
 
     /// Segments the image at `path`, writing its mask and overlay to `to`.
     pub fn segment(&mut self, path: &Path, to: &Outputs) -> Result<Segmented> {
-        let cfg = &self.model.config;
-        let classes = cfg.classes;
+        let first = match &self.locator {
+            Some(l) => &l.inference,
+            None => &self.inference,
+        };
         let ModelImage {
             channels,
             hw,
             planar,
             input,
-        } = read_model_image(path, &self.budget, cfg.in_channels, self.size)?;
-        let t = Instant::now();
-        self.session.run(&input, &mut self.probs)?;
-        let runtime_ms = t.elapsed().as_secs_f64() * 1e3;
-        let labels = msnet::labels::argmax(&self.probs, classes);
-        let mask = resize_nearest(&labels, self.size, hw);
-        let step = (255 / (classes - 1).max(1)) as u8;
-        let shown: Vec<u8> = mask.iter().map(|&l| l * step).collect();
+        } = read_model_image(
+            path,
+            &self.budget,
+            first.model.config.in_channels,
+            first.size,
+        )?;
+        let (mask, runtime_ms, located) = match &mut self.locator {
+            None => {
+                let (mask, ms) = self.inference.labels(&input, hw)?;
+                (mask, ms, None)
+            }
+            Some(locator) => {
+                let (disc, locator_ms) = locator.inference.labels(&input, hw)?;
+                let centre = locate::disc_centre(&disc, hw, |l| l > 0).with_context(|| {
+                    format!(
+                        "{}: the locator ({}) found no optic disc",
+                        path.display(),
+                        locator.inference.model.dir.display()
+                    )
+                })?;
+                let side = Window::side_for(hw[0], locator.window_fraction);
+                let window = Window::around(centre, side);
+                let crop = window.crop(&planar, channels, hw);
+                let (labels, ms) = self
+                    .inference
+                    .labels_of(path, channels, [side, side], &crop)?;
+                let located = Located {
+                    centre,
+                    window,
+                    locator_ms,
+                };
+                (window.paste(&labels, hw), ms, Some(located))
+            }
+        };
+        let classes = self.inference.model.config.classes;
+        let shown: Vec<u8> = mask
+            .iter()
+            .map(|&l| msnet::labels::mask_png::gray_of(l, classes))
+            .collect();
         write_gray_png(&to.mask, hw, &shown)?;
         let rgb_channels = if channels == 1 { 1 } else { 3 };
         let shown_image = &planar[..rgb_channels * hw[0] * hw[1]];
@@ -178,6 +317,7 @@ impl<'m> Segmenter<'m> {
             runtime_ms,
             areas,
             disc_cup,
+            located,
             mask: to.mask.clone(),
             overlay: to.overlay.clone(),
         })
@@ -206,14 +346,26 @@ impl Segmented {
             line["cup_px"] = dc.cup_px.into();
             line["vertical_cdr"] = dc.vertical_cdr.into();
         }
+        if let Some(l) = &self.located {
+            line["disc_centre_yx"] = serde_json::json!(l.centre);
+            line["window"] = serde_json::json!({
+                "top": l.window.top,
+                "left": l.window.left,
+                "side": l.window.side,
+            });
+            line["locator_ms"] = l.locator_ms.into();
+        }
         line
     }
 }
 
-/// Vertical extent (rows) of the pixels where `inside` holds, or 0.
 pub fn run(a: &SegmentArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
+    let locator = a.locator.as_deref().map(Model::load).transpose()?;
     let mut segmenter = Segmenter::new(&model, &a.threads)?.with_image_budget(a.image_budget);
+    if let Some(locator) = &locator {
+        segmenter = segmenter.with_locator(locator, &a.threads, a.window_fraction)?;
+    }
     let targets: Vec<Outputs> = a
         .images
         .iter()
@@ -255,6 +407,7 @@ pub fn run(a: &SegmentArgs) -> Result<ExitCode> {
 fn check_paths(a: &SegmentArgs, targets: &[Outputs]) -> Result<()> {
     let mut inputs = a.images.clone();
     inputs.extend(model_files(&a.model));
+    inputs.extend(a.locator.iter().flat_map(|dir| model_files(dir)));
     let mut outputs: Vec<Output> = a
         .images
         .iter()

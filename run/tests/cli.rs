@@ -622,3 +622,108 @@ fn an_absurd_thread_count_is_a_clear_error_not_a_panic() {
     assert!(t.contains("100000 threads") && t.contains("at most"), "{t}");
     assert!(!t.contains("panicked"), "{t}");
 }
+
+#[test]
+fn a_whole_photograph_is_segmented_in_the_window_around_the_located_disc() {
+    let dir = scratch("locator");
+    let model = disc_cup_model(&dir);
+    // A black 160×220 "photograph" with a 64×64 cell (the shipped cell model plays the disc
+    // locator) at rows 40..104, columns 120..184.
+    let cell = dir.join("cell.png");
+    write_phantom_png(&cell, 64, 64);
+    let cell = image::open(&cell).unwrap().to_rgb8();
+    let mut photo = image::RgbImage::new(220, 160);
+    image::imageops::replace(&mut photo, &cell, 120, 40);
+    let photo_path = dir.join("eye.png");
+    photo.save(&photo_path).unwrap();
+    let out = dir.join("out");
+    let o = msnet_run(&[
+        "segment",
+        "--locator",
+        &shipped(),
+        "--model",
+        model.to_str().unwrap(),
+        "--window-fraction",
+        "0.6",
+        "--out",
+        out.to_str().unwrap(),
+        photo_path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let [cy, cx] = [0, 1].map(|i| line["disc_centre_yx"][i].as_f64().unwrap());
+    assert!(
+        (40.0..104.0).contains(&cy) && (120.0..184.0).contains(&cx),
+        "{line}"
+    );
+    let w = &line["window"];
+    let (top, left, side) = (
+        w["top"].as_i64().unwrap(),
+        w["left"].as_i64().unwrap(),
+        w["side"].as_u64().unwrap() as u32,
+    );
+    assert_eq!(side, 96, "0.6 of the height");
+    assert!(((top + 48) as f64 - cy).abs() <= 1.0 && ((left + 48) as f64 - cx).abs() <= 1.0);
+
+    // The window cut by hand (black outside the photograph) and segmented alone gives the
+    // same labels as the pasted-back mask holds there; outside it the mask is background.
+    let mut window = image::RgbImage::new(side, side);
+    image::imageops::replace(&mut window, &photo, -left, -top);
+    let window_path = dir.join("window.png");
+    window.save(&window_path).unwrap();
+    let alone = dir.join("alone");
+    let o = msnet_run(&[
+        "segment",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        alone.to_str().unwrap(),
+        window_path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let window_mask = image::open(alone.join("window.mask.png"))
+        .unwrap()
+        .to_luma8();
+    let mask = image::open(out.join("eye.mask.png")).unwrap().to_luma8();
+    assert_eq!(mask.dimensions(), (220, 160));
+    let mut inside = 0;
+    for (x, y, p) in mask.enumerate_pixels() {
+        let (wx, wy) = (x as i64 - left, y as i64 - top);
+        if (0..side as i64).contains(&wx) && (0..side as i64).contains(&wy) {
+            assert_eq!(
+                *p,
+                *window_mask.get_pixel(wx as u32, wy as u32),
+                "({x}, {y})"
+            );
+            inside += 1;
+        } else {
+            assert_eq!(p.0[0], 0, "({x}, {y}) is outside the window");
+        }
+    }
+    assert!(inside > 0);
+    assert!(
+        mask.pixels().any(|p| p.0[0] > 0),
+        "the disc/cup model found nothing"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_locator_needs_a_disc_cup_model_behind_it() {
+    let dir = scratch("locator-model");
+    let photo = dir.join("eye.png");
+    write_phantom_png(&photo, 64, 64);
+    let o = msnet_run(&[
+        "segment",
+        "--locator",
+        &shipped(),
+        "--model",
+        &shipped(),
+        "--out",
+        dir.join("out").to_str().unwrap(),
+        photo.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("disc/cup model"), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

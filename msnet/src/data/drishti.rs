@@ -7,6 +7,9 @@
 //!   ([`split::fixed_test_split`]).
 //! - Size: resized to 128×128 (or the requested `[1, H, W]`): bilinear with half-pixel centres
 //!   for the image, nearest for the labels.
+//! - `drishti-full` ([`DatasetKind::DrishtiFull`]): the same split and layout under `full/`,
+//!   the whole photographs downsampled ×4 (about 512×440), labels merged to background / disc
+//!   (rim and cup are the disc), resized to 128×112 by default: a disc locator's data.
 //! - [`drishti_expert_cdr`] gives the experts' mean vertical cup-to-disc ratio per image, the
 //!   reference for the clinical CDR computed from predicted masks.
 
@@ -21,9 +24,13 @@ use super::{
 /// `(mask value, class index)`: the label files already hold class indices.
 pub const MASK_VALUES: [(u8, u8); 3] = [(0, 0), (1, 1), (2, 2)];
 
-/// Loads Drishti-GS1 (see the module docs).
+/// `(mask value, class index)` of the locator's data: rim and cup are both the disc.
+pub const DISC_MASK_VALUES: [(u8, u8); 3] = [(0, 0), (1, 1), (2, 1)];
+
+/// Loads Drishti-GS1's crops or, for [`DatasetKind::DrishtiFull`] (root `drishti_gs1/full`),
+/// its whole photographs (see the module docs).
 pub(crate) fn load(opts: &LoadOptions, with_train: bool) -> Result<Dataset, DataError> {
-    let kind = DatasetKind::Drishti;
+    let kind = opts.kind;
     let size = opts.size.unwrap_or(default_size(kind));
     let to_hw = check_2d_size(kind, size)?;
     let part = |p: &str| {
@@ -44,7 +51,11 @@ pub(crate) fn load(opts: &LoadOptions, with_train: bool) -> Result<Dataset, Data
     for p in test_pairs.into_iter().chain(train_pairs) {
         by_name.entry(p.name.clone()).or_insert(p);
     }
-    let map = ValueMap::new(&MASK_VALUES);
+    let map = ValueMap::new(if kind == DatasetKind::DrishtiFull {
+        &DISC_MASK_VALUES
+    } else {
+        &MASK_VALUES
+    });
     assemble(
         kind,
         class_names(kind, None),
@@ -59,13 +70,50 @@ pub(crate) fn load(opts: &LoadOptions, with_train: bool) -> Result<Dataset, Data
 /// The experts' mean vertical cup-to-disc ratio per image name, from `root/roi_index.csv`
 /// (columns `name` and `cdr_values_4_experts`, the latter space-separated).
 pub fn drishti_expert_cdr(root: &Path) -> Result<HashMap<String, f64>, DataError> {
-    let path = root.join("roi_index.csv");
-    let text = std::fs::read_to_string(&path).map_err(|e| DataError::Unreadable {
-        path: path.clone(),
+    index_columns(
+        &root.join("roi_index.csv"),
+        &["name", "cdr_values"],
+        |cells| {
+            let values = cells[1]
+                .split_whitespace()
+                .map(|v| v.parse::<f64>().ok().filter(|x| x.is_finite()))
+                .collect::<Option<Vec<f64>>>()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("'{}' is not a list of ratios", cells[1]))?;
+            Ok(values.iter().sum::<f64>() / values.len() as f64)
+        },
+    )
+}
+
+/// The true disc centre `(row, column)` of each whole photograph, in the downsampled
+/// photograph's pixels, from `root/full/full_index.csv` (columns `disc_cy`, `disc_cx`): what a
+/// disc locator is scored against, never one of its inputs.
+pub fn drishti_disc_centres(root: &Path) -> Result<HashMap<String, [f64; 2]>, DataError> {
+    let path = root.join("full").join("full_index.csv");
+    index_columns(&path, &["name", "disc_cy", "disc_cx"], |cells| {
+        let number = |text: &str| {
+            text.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| format!("'{text}' is not a coordinate"))
+        };
+        Ok([number(cells[1])?, number(cells[2])?])
+    })
+}
+
+/// One value per image of an index CSV: `parse` gets the cells of `columns` (the first is the
+/// image name; a column matches the header cell it starts) and returns the value or why not.
+fn index_columns<T>(
+    path: &Path,
+    columns: &[&str],
+    parse: impl Fn(&[&str]) -> Result<T, String>,
+) -> Result<HashMap<String, T>, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|e| DataError::Unreadable {
+        path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
     let bad = |line: usize, reason: String| DataError::BadCsv {
-        path: path.clone(),
+        path: path.to_path_buf(),
         line,
         reason,
     };
@@ -73,33 +121,31 @@ pub fn drishti_expert_cdr(root: &Path) -> Result<HashMap<String, f64>, DataError
     let (_, header) = lines
         .next()
         .ok_or_else(|| bad(1, "the file is empty".into()))?;
-    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
-    let find = |want: &str| {
-        columns
-            .iter()
-            .position(|c| c.starts_with(want))
-            .ok_or_else(|| bad(1, format!("no column '{want}' in the header '{header}'")))
-    };
-    let (name_col, cdr_col) = (find("name")?, find("cdr_values")?);
+    let names: Vec<&str> = header.split(',').map(str::trim).collect();
+    let at = columns
+        .iter()
+        .map(|want| {
+            names
+                .iter()
+                .position(|c| c.starts_with(want))
+                .ok_or_else(|| bad(1, format!("no column '{want}' in the header '{header}'")))
+        })
+        .collect::<Result<Vec<usize>, _>>()?;
     let mut out = HashMap::new();
     for (n, line) in lines.filter(|(_, l)| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        let (Some(name), Some(cdrs)) = (fields.get(name_col), fields.get(cdr_col)) else {
-            return Err(bad(
-                n,
-                format!("{} fields, the header has {}", fields.len(), columns.len()),
-            ));
-        };
-        let values = cdrs
-            .split_whitespace()
-            .map(|v| v.parse::<f64>().ok().filter(|x| x.is_finite()))
-            .collect::<Option<Vec<f64>>>()
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| bad(n, format!("'{cdrs}' is not a list of ratios")))?;
-        out.insert(
-            name.to_string(),
-            values.iter().sum::<f64>() / values.len() as f64,
-        );
+        let cells = at
+            .iter()
+            .map(|&i| fields.get(i).copied())
+            .collect::<Option<Vec<&str>>>()
+            .ok_or_else(|| {
+                bad(
+                    n,
+                    format!("{} fields, the header has {}", fields.len(), names.len()),
+                )
+            })?;
+        let value = parse(&cells).map_err(|reason| bad(n, reason))?;
+        out.insert(cells[0].to_string(), value);
     }
     Ok(out)
 }
@@ -166,6 +212,21 @@ mod tests {
     }
 
     #[test]
+    fn the_photographs_merge_rim_and_cup_into_the_disc() {
+        let root = fixture();
+        let o = LoadOptions {
+            kind: DatasetKind::DrishtiFull,
+            ..opts(&root, 2)
+        };
+        let d = load(&o, true).unwrap();
+        assert_eq!(d.class_names, ["background", "disc"]);
+        let s = &d.train[0];
+        assert_eq!((s.labels[0], s.labels[8], s.labels[15]), (0, 1, 1));
+        assert!(s.labels.iter().all(|&l| l <= 1));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn drishti_rejects_unknown_label_values() {
         let root = fixture();
         let lab: GrayImage = ImageBuffer::from_pixel(40, 40, Luma([255]));
@@ -201,6 +262,25 @@ mod tests {
         .unwrap();
         let e = drishti_expert_cdr(&root).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("abc"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn disc_centres_come_from_the_full_index() {
+        let root = test_dir("centres");
+        std::fs::create_dir_all(root.join("full")).unwrap();
+        let index = root.join("full").join("full_index.csv");
+        std::fs::write(
+            &index,
+            "split,name,orig_h,orig_w,h,w,disc_cy,disc_cx,disc_h,disc_w\n\
+             test,drishtiGS_001,1759,2049,439,512,213.2,325.8,92,87\n",
+        )
+        .unwrap();
+        let centres = drishti_disc_centres(&root).unwrap();
+        assert_eq!(centres["drishtiGS_001"], [213.2, 325.8]);
+        std::fs::write(&index, "split,name,disc_cy\ntest,x,1\n").unwrap();
+        let e = drishti_disc_centres(&root).unwrap_err().to_string();
+        assert!(e.contains("disc_cx") && e.contains("full_index.csv"), "{e}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

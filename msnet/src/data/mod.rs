@@ -18,7 +18,7 @@ pub mod folder;
 pub mod split;
 pub mod wbc;
 
-pub use drishti::drishti_expert_cdr;
+pub use drishti::{drishti_disc_centres, drishti_expert_cdr};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -51,6 +51,10 @@ pub enum DatasetKind {
     Wbc,
     /// Drishti-GS1 optic-disc crops: 50 train + 51 test RGB images, 3 classes.
     Drishti,
+    /// Drishti-GS1 whole photographs (downsampled ×4), background / disc: what a disc
+    /// locator trains on.
+    #[serde(rename = "drishti-full")]
+    DrishtiFull,
     /// ACDC cardiac cine-MRI subset: 60 volumes of 30 patients, 4 classes.
     Acdc,
     /// A user folder with `images/` and `masks/`, classes from a [`FolderSpec`].
@@ -59,9 +63,10 @@ pub enum DatasetKind {
 
 impl DatasetKind {
     /// Every kind, in a stable order.
-    pub const ALL: [DatasetKind; 4] = [
+    pub const ALL: [DatasetKind; 5] = [
         DatasetKind::Wbc,
         DatasetKind::Drishti,
+        DatasetKind::DrishtiFull,
         DatasetKind::Acdc,
         DatasetKind::Folder,
     ];
@@ -71,6 +76,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Wbc => "wbc",
             DatasetKind::Drishti => "drishti",
+            DatasetKind::DrishtiFull => "drishti-full",
             DatasetKind::Acdc => "acdc",
             DatasetKind::Folder => "folder",
         }
@@ -81,6 +87,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Wbc => Some("wbc_dataset1"),
             DatasetKind::Drishti => Some("drishti_gs1"),
+            DatasetKind::DrishtiFull => Some("drishti_gs1/full"),
             DatasetKind::Acdc => Some("acdc_subset"),
             DatasetKind::Folder => None,
         }
@@ -285,7 +292,7 @@ pub enum DataError {
         reason: String,
     },
     /// A dataset name that is not one of [`DatasetKind::ALL`].
-    #[error("unknown dataset '{name}': expected wbc, drishti, acdc or folder")]
+    #[error("unknown dataset '{name}': expected wbc, drishti, drishti-full, acdc or folder")]
     UnknownKind { name: String },
 }
 
@@ -378,7 +385,7 @@ fn load_with(opts: &LoadOptions, with_train: bool) -> Result<Dataset, DataError>
     }
     match opts.kind {
         DatasetKind::Wbc => wbc::load(opts, with_train),
-        DatasetKind::Drishti => drishti::load(opts, with_train),
+        DatasetKind::Drishti | DatasetKind::DrishtiFull => drishti::load(opts, with_train),
         DatasetKind::Acdc => acdc::load(opts, with_train),
         DatasetKind::Folder => folder::load(opts, with_train),
     }
@@ -389,6 +396,9 @@ pub fn default_size(kind: DatasetKind) -> [usize; 3] {
     match kind {
         DatasetKind::Wbc => [1, 112, 112],
         DatasetKind::Drishti | DatasetKind::Folder => [1, 128, 128],
+        // The photographs are about 512×440: ×4 smaller keeps their aspect and a disc of
+        // about 24 px.
+        DatasetKind::DrishtiFull => [1, 112, 128],
         DatasetKind::Acdc => [16, 128, 128],
     }
 }
@@ -398,6 +408,7 @@ pub fn class_names(kind: DatasetKind, folder: Option<&FolderSpec>) -> Vec<String
     let names: &[&str] = match kind {
         DatasetKind::Wbc => &["background", "cytoplasm", "nucleus"],
         DatasetKind::Drishti => &["background", "disc rim", "cup"],
+        DatasetKind::DrishtiFull => &["background", "disc"],
         DatasetKind::Acdc => &[
             "background",
             "right ventricle",

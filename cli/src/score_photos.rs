@@ -1,0 +1,216 @@
+//! `msnet score-photos`: the whole-photograph disc/cup pipeline (`msnet-run segment
+//! --locator`) scored on Drishti-GS1's test photographs, in the photographs' own coordinates.
+//!
+//! It reads what the device wrote, not a model: the mask PNGs (`msnet::labels::mask_png`) and,
+//! for the locator, the JSON lines `msnet-run` printed. The truth is `full/test/labels/` (rim 1,
+//! cup 2), the disc centres of `full/full_index.csv` and the experts' ratios of
+//! `roi_index.csv`. A photograph without a mask (the locator found no disc) scores as an empty
+//! prediction and has no ratio; it is listed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use msnet::data::{self, DatasetKind};
+use msnet::io::read_mask;
+use msnet::labels::{DiscCup, mask_png};
+use msnet::metrics::{self, ClassMetrics};
+use serde_json::json;
+
+use crate::eval::{VcdrReport, metric_json};
+
+/// Background, rim, cup.
+const CLASSES: usize = 3;
+
+#[derive(Args)]
+pub struct ScorePhotosArgs {
+    /// Folder of `msnet-run segment --locator`'s outputs: NAME.mask.png per test photograph.
+    #[arg(long)]
+    masks: PathBuf,
+    /// `msnet-run`'s JSON lines (its standard output): the disc centres its locator found,
+    /// scored against the true centres.
+    #[arg(long)]
+    located: Option<PathBuf>,
+    /// Data root holding drishti_gs1 (or that folder itself). Default: $MSNET_DATA, else
+    /// ../shared/data.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Locator error in the downsampled photograph's pixels, per image.
+struct Localisation {
+    errors: Vec<(String, f64)>,
+}
+
+impl Localisation {
+    fn summary(&self) -> serde_json::Value {
+        let mut e: Vec<f64> = self.errors.iter().map(|(_, e)| *e).collect();
+        e.sort_by(f64::total_cmp);
+        let n = e.len().max(1) as f64;
+        json!({
+            "units": "pixels of the ×4-downsampled photograph (×4 for the original)",
+            "images": e.len(),
+            "mean": e.iter().sum::<f64>() / n,
+            "median": e.get(e.len() / 2),
+            "max": e.last(),
+        })
+    }
+}
+
+pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
+    let root = data::resolve_root(a.data.as_deref(), DatasetKind::Drishti)?;
+    let labels_dir = root.join("full").join("test").join("labels");
+    let mut names: Vec<String> = std::fs::read_dir(&labels_dir)
+        .with_context(|| format!("cannot list {}", labels_dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let p = e.path();
+            if p.extension()? != "png" {
+                return None;
+            }
+            Some(p.file_stem()?.to_string_lossy().into_owned())
+        })
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        bail!("{}: no label PNGs", labels_dir.display());
+    }
+    let experts = data::drishti_expert_cdr(&root)?;
+    let disc_cup = DiscCup::new(CLASSES).expect("three classes are a disc/cup map");
+    let mut regions: Vec<(ClassMetrics, ClassMetrics)> = Vec::new();
+    let mut vcdr = VcdrReport {
+        per_image: Vec::new(),
+        no_disc: Vec::new(),
+    };
+    let mut missing = Vec::new();
+    for name in &names {
+        let truth_path = labels_dir.join(format!("{name}.png"));
+        let (hw, truth) = read_mask(&truth_path)?;
+        let shape = [1, hw[0], hw[1]];
+        let mask_path = a.masks.join(format!("{name}.mask.png"));
+        let pred = if mask_path.exists() {
+            read_prediction(&mask_path, hw)?
+        } else {
+            missing.push(name.clone());
+            vec![0; truth.len()]
+        };
+        let per_class = metrics::image_metrics(name, &pred, &truth, shape, CLASSES)?;
+        let disc = metrics::union_metrics(name, &pred, &truth, shape, &[1, 2])?;
+        regions.push((disc, per_class.classes[2]));
+        let expert = *experts.get(name).with_context(|| {
+            format!(
+                "{}: no expert ratio for {name}",
+                root.join("roi_index.csv").display()
+            )
+        })?;
+        match disc_cup.measure(&pred, hw[1]).vertical_cdr() {
+            Some(v) => vcdr.per_image.push((name.clone(), v, expert)),
+            None => vcdr.no_disc.push(name.clone()),
+        }
+    }
+    let localisation = a
+        .located
+        .as_deref()
+        .map(|path| localisation(path, &data::drishti_disc_centres(&root)?, &names))
+        .transpose()?;
+    let disc = ClassMetrics::mean(regions.iter().map(|(d, _)| d));
+    let cup = ClassMetrics::mean(regions.iter().map(|(_, c)| c));
+    if a.json {
+        let mut out = json!({
+            "masks": a.masks.display().to_string(),
+            "photographs": names.len(),
+            "without_mask": missing,
+            "disc (rim + cup)": metric_json(&disc),
+            "cup": metric_json(&cup),
+            "vcdr": vcdr.json(),
+        });
+        if let Some(l) = &localisation {
+            out["localisation_px"] = l.summary();
+        }
+        println!("{out}");
+    } else {
+        println!(
+            "{} test photographs ({} without a mask)",
+            names.len(),
+            missing.len()
+        );
+        println!(
+            "disc (rim + cup) DSC {:.4}, cup DSC {:.4}",
+            disc.dsc, cup.dsc
+        );
+        println!("{}", vcdr.line());
+        if let Some(l) = &localisation {
+            println!("disc centre error: {}", l.summary());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The labels of the mask PNG at `path`, which must be `hw` (the photograph's size).
+fn read_prediction(path: &Path, hw: [usize; 2]) -> Result<Vec<u8>> {
+    let (mask_hw, gray) = read_mask(path)?;
+    if mask_hw != hw {
+        bail!(
+            "{}: {}×{}, the photograph is {}×{} (was it segmented with --locator?)",
+            path.display(),
+            mask_hw[1],
+            mask_hw[0],
+            hw[1],
+            hw[0]
+        );
+    }
+    gray.iter()
+        .map(|&g| mask_png::label_of_gray(g, CLASSES))
+        .collect::<Option<Vec<u8>>>()
+        .with_context(|| {
+            format!(
+                "{}: holds gray values that are not the {CLASSES} classes of a disc/cup mask",
+                path.display()
+            )
+        })
+}
+
+/// The locator's error per photograph: the `disc_centre_yx` of each JSON line of `path` (matched
+/// by the image's file stem) against `truth`.
+fn localisation(
+    path: &Path,
+    truth: &HashMap<String, [f64; 2]>,
+    names: &[String],
+) -> Result<Localisation> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut found = HashMap::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = |why: &str| format!("{} line {}: {why}", path.display(), i + 1);
+        let v: serde_json::Value = serde_json::from_str(line).with_context(|| bad("not JSON"))?;
+        let image = v["image"].as_str().with_context(|| bad("no \"image\""))?;
+        let centre = v["disc_centre_yx"]
+            .as_array()
+            .and_then(|c| Some([c.first()?.as_f64()?, c.get(1)?.as_f64()?]))
+            .with_context(|| bad("no \"disc_centre_yx\" (run msnet-run segment with --locator)"))?;
+        let stem = Path::new(image)
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        found.insert(stem, centre);
+    }
+    let errors = names
+        .iter()
+        .filter_map(|name| {
+            let [py, px] = found.get(name)?;
+            let [ty, tx] = truth.get(name)?;
+            Some((name.clone(), (py - ty).hypot(px - tx)))
+        })
+        .collect();
+    Ok(Localisation { errors })
+}
