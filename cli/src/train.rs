@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use msnet::config::{Augmentation, InitSpec, TrainingRecord};
+use msnet::config::{Augmentation, InitSpec, Loss, TrainingRecord};
 use msnet::{Spec, Weights};
 use msnet_trainer::{BurnEngine, device};
 use msnet_training::{
@@ -72,9 +72,14 @@ pub(crate) fn engine_for(
             let native = NativeOptions {
                 threads,
                 adam_epsilon: opts.adam_epsilon,
+                loss: opts.loss,
             };
             Ok(Box::new(NativeTrainer::new(spec, weights, native)?))
         }
+        "burn" if !opts.loss.is_dice() => anyhow::bail!(
+            "--loss {}: the burn engine trains on the soft Dice only; use --engine native",
+            opts.loss.name()
+        ),
         "burn" => Ok(Box::new(BurnEngine::new(
             spec,
             weights,
@@ -133,6 +138,12 @@ pub struct TrainArgs {
     /// (power exp(±A)). Off unless validation shows it helps.
     #[arg(long, default_value = "none", value_parser = parse_augmentation)]
     augment: Augmentation,
+    /// Training loss: dice (the paper's soft multi-class Dice over every class) or dice+ce
+    /// (that plus the mean voxel cross-entropy; native engine only), for tasks whose
+    /// foreground is a small fraction of the voxels, where the Dice alone can settle on a
+    /// background-only map.
+    #[arg(long, default_value = "dice", value_parser = Loss::parse)]
+    loss: Loss,
     /// Initialisation gain of the output convolutions O1, O2.
     #[arg(long, default_value_t = InitSpec::default().out_gain)]
     out_gain: f32,
@@ -233,6 +244,7 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
             out_gain: a.out_gain,
         },
         augmentation: a.augment,
+        loss: a.loss,
         ..TrainOptions::default()
     };
     let mut record = TrainingRecord::new(

@@ -97,6 +97,45 @@ pub struct TrainingRecord {
     /// The augmentation of the training batches (absent: none).
     #[serde(default, skip_serializing_if = "Augmentation::is_off")]
     pub augmentation: Augmentation,
+    /// The training loss (absent: the paper's soft Dice).
+    #[serde(default, skip_serializing_if = "Loss::is_dice")]
+    pub loss: Loss,
+}
+
+/// The training loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Loss {
+    /// The paper's soft multi-class Dice over every class (MSNET.md, "Training").
+    #[default]
+    #[serde(rename = "dice")]
+    Dice,
+    /// The soft Dice plus the mean voxel cross-entropy, weight 1. A deviation from the paper,
+    /// for tasks whose foreground is a small fraction of the voxels (ACDC): the Dice alone lets
+    /// the class softmax saturate on the background, where no foreground gradient is left;
+    /// the cross-entropy's gradient on a misclassified voxel does not vanish there.
+    #[serde(rename = "dice+ce")]
+    DiceCe,
+}
+
+impl Loss {
+    pub fn is_dice(&self) -> bool {
+        *self == Loss::Dice
+    }
+
+    /// Its name on the command line and in config.json: `dice` or `dice+ce`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Loss::Dice => "dice",
+            Loss::DiceCe => "dice+ce",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        [Loss::Dice, Loss::DiceCe]
+            .into_iter()
+            .find(|l| l.name() == text.trim())
+            .ok_or_else(|| format!("unknown loss `{text}`: use dice or dice+ce"))
+    }
 }
 
 impl TrainingRecord {
@@ -119,6 +158,7 @@ impl TrainingRecord {
             hardware: String::new(),
             folder_classes: None,
             augmentation: Augmentation::default(),
+            loss: Loss::Dice,
         }
     }
 }

@@ -1,6 +1,8 @@
-//! The soft multi-class Dice loss and its gradient, exactly as the burn trainer defines it
-//! (paper, section 6.1): `1 − (1/N) Σ_n (2 Σ_j p_jn t_jn + e) / (Σ_j p_jn + Σ_j t_jn + e)`,
-//! sums over every voxel `j` of the whole batch, smoothing `e = 1`.
+//! The losses and their gradients with respect to the class probabilities: the soft
+//! multi-class Dice exactly as the burn trainer defines it (paper, section 6.1):
+//! `1 − (1/N) Σ_n (2 Σ_j p_jn t_jn + e) / (Σ_j p_jn + Σ_j t_jn + e)`, sums over every voxel `j`
+//! of the whole batch, smoothing `e = 1`; and the mean voxel cross-entropy that
+//! `msnet::config::Loss::DiceCe` adds to it.
 
 /// Smoothing `e`: keeps the ratio defined for a class absent from a batch.
 pub const DICE_SMOOTH: f64 = 1.0;
@@ -56,6 +58,39 @@ pub fn soft_dice(probs: &[f32], labels: &[&[u8]], classes: usize, grad: &mut [f3
     1.0 - dice_sum / n
 }
 
+/// The smallest probability the cross-entropy takes the logarithm of: a voxel whose true
+/// class has less contributes `−ln(PROB_FLOOR)` (16.1) and no gradient, instead of infinity.
+pub const PROB_FLOOR: f32 = 1e-7;
+
+/// The mean cross-entropy `−(1/J) Σ_j ln p_{j,t_j}` over the `J` voxels of the batch (layout as
+/// [`soft_dice`]), its gradient with respect to `probs` added into `grad`.
+pub fn add_cross_entropy(
+    probs: &[f32],
+    labels: &[&[u8]],
+    classes: usize,
+    grad: &mut [f32],
+) -> f64 {
+    let voxels = labels.first().map_or(0, |l| l.len());
+    assert_eq!(grad.len(), probs.len(), "cross_entropy: gradient");
+    let total = (labels.len() * voxels).max(1) as f64;
+    let mut sum = 0.0;
+    for ((p, g), l) in probs
+        .chunks_exact(classes * voxels)
+        .zip(grad.chunks_exact_mut(classes * voxels))
+        .zip(labels)
+    {
+        for (j, &c) in l.iter().enumerate() {
+            let at = c as usize * voxels + j;
+            let prob = p[at];
+            sum -= f64::from(prob.max(PROB_FLOOR)).ln();
+            if prob > PROB_FLOOR {
+                g[at] -= (1.0 / (total * f64::from(prob))) as f32;
+            }
+        }
+    }
+    sum / total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +127,40 @@ mod tests {
                 grad[i]
             );
         }
+    }
+
+    #[test]
+    fn cross_entropy_is_the_mean_negative_log_and_its_gradient_matches_differences() {
+        let labels = [vec![0u8, 1, 2, 1], vec![2u8, 2, 0, 0]];
+        let refs: Vec<&[u8]> = labels.iter().map(|l| l.as_slice()).collect();
+        let probs: Vec<f32> = values(24, 4).iter().map(|v| 0.5 + 0.4 * v).collect();
+        let mut grad = vec![0.25f32; 24];
+        let loss = add_cross_entropy(&probs, &refs, 3, &mut grad);
+        let mut want = 0.0;
+        for (b, l) in labels.iter().enumerate() {
+            for (j, &c) in l.iter().enumerate() {
+                want -= f64::from(probs[(b * 3 + c as usize) * 4 + j]).ln() / 8.0;
+            }
+        }
+        assert!((loss - want).abs() < 1e-12, "{loss} vs {want}");
+        let h = 1e-3f32;
+        for i in [0, 5, 9, 13, 23] {
+            let at = |delta: f32| {
+                let mut p = probs.clone();
+                p[i] += delta;
+                add_cross_entropy(&p, &refs, 3, &mut vec![0f32; 24])
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+            // The gradient was added to 0.25.
+            let got = grad[i] as f64 - 0.25;
+            assert!((fd - got).abs() < 1e-4, "{i}: {fd} vs {got}");
+        }
+        // A true class below the floor costs -ln(floor) and no gradient.
+        let mut p = vec![0.5f32; 6];
+        p[3] = 0.0; // sample 0, class 1, voxel 0 (3 voxels, 2 classes)
+        let mut g = vec![0f32; 6];
+        let l = add_cross_entropy(&p, &[&[1, 0, 0]], 2, &mut g);
+        assert!((l - (-(PROB_FLOOR as f64).ln() + 2.0 * 2f64.ln()) / 3.0).abs() < 1e-6);
+        assert_eq!(g[3], 0.0);
     }
 }

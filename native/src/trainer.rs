@@ -1,6 +1,7 @@
 //! A training session on the native engine: the network, its workspace, Adam and the thread
 //! pool, driven one mini-batch at a time.
 
+use msnet::config::Loss;
 use msnet::data::Sample;
 use msnet::{Spec, Weights};
 use msnet_runtime::kernels::conv;
@@ -8,7 +9,7 @@ use msnet_runtime::pool::ThreadPool;
 use msnet_runtime::with_flushed_denormals;
 
 use crate::adam::Adam;
-use crate::loss::soft_dice;
+use crate::loss::{add_cross_entropy, soft_dice};
 use crate::network::{Network, Workspace};
 
 /// How the engine runs.
@@ -18,6 +19,8 @@ pub struct NativeOptions {
     pub threads: usize,
     /// Adam's ε (1e-8, PyTorch's default, in the paper's setup).
     pub adam_epsilon: f32,
+    /// What a step minimises.
+    pub loss: Loss,
 }
 
 impl Default for NativeOptions {
@@ -25,6 +28,7 @@ impl Default for NativeOptions {
         Self {
             threads: 1,
             adam_epsilon: 1e-8,
+            loss: Loss::Dice,
         }
     }
 }
@@ -52,6 +56,7 @@ pub struct NativeTrainer {
     ws: Workspace,
     adam: Adam,
     pool: ThreadPool,
+    loss: Loss,
 }
 
 impl NativeTrainer {
@@ -67,6 +72,7 @@ impl NativeTrainer {
             ws: Workspace::new(),
             adam,
             pool,
+            loss: opts.loss,
         })
     }
 
@@ -130,7 +136,7 @@ impl NativeTrainer {
         Ok((loss, grads))
     }
 
-    /// One optimisation step at learning rate `lr`: forward, soft Dice, backward, Adam.
+    /// One optimisation step at learning rate `lr`: forward, the loss, backward, Adam.
     /// Returns the loss; a non-finite loss or gradient returns it as the error and leaves
     /// weights and moments as they were. The batch must pass [`Self::check`].
     pub fn step(&mut self, batch: &[&Sample], lr: f64) -> Result<f64, f64> {
@@ -150,7 +156,13 @@ impl NativeTrainer {
     }
 
     fn forward_backward(&mut self, batch: &[&Sample]) -> f64 {
-        let Self { net, ws, pool, .. } = self;
+        let Self {
+            net,
+            ws,
+            pool,
+            loss: kind,
+            ..
+        } = self;
         with_flushed_denormals(|| {
             let images: Vec<&[f32]> = batch.iter().map(|s| s.image.as_slice()).collect();
             let labels: Vec<&[u8]> = batch.iter().map(|s| s.labels.as_slice()).collect();
@@ -158,7 +170,10 @@ impl NativeTrainer {
             let out = net.graph.output;
             let mut dprobs = ws.take_buffer(ws.values[out].len());
             let classes = net.spec().config.classes;
-            let loss = soft_dice(&ws.values[out], &labels, classes, &mut dprobs);
+            let mut loss = soft_dice(&ws.values[out], &labels, classes, &mut dprobs);
+            if *kind == Loss::DiceCe {
+                loss += add_cross_entropy(&ws.values[out], &labels, classes, &mut dprobs);
+            }
             net.backward(ws, dprobs, pool);
             loss
         })

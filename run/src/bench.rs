@@ -1,11 +1,12 @@
 //! `msnet-run bench`: latency per frame of the runtime on this device, as JSON or text.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use msnet_run::preprocess::{DEFAULT_MAX_IMAGE_MIB, ImageBudget, read_model_image};
 use msnet_runtime::alloc_count::allocations;
 
 use crate::model::{Model, Threads};
@@ -26,6 +27,42 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Time this input instead of the synthetic one: an image (2D models; decoded and resized
+    /// as `segment` does) or an `.npy` of the plan's input (a golden case:
+    /// MODEL/golden/NAME.input.npy). A trained model's speed can depend on the values (tiny
+    /// floats are slow on some CPUs), so measure on real inputs too.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+}
+
+/// The input `--input` names, as the plan takes it.
+fn read_input(path: &Path, model: &Model) -> Result<Vec<f32>> {
+    let plan = model.plan();
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+        let (shape, values) = msnet::io::npy::read_npy_f32(path)?;
+        if values.len() != plan.input_len() {
+            bail!(
+                "{}: shape {shape:?} holds {} values, the plan takes {} ({:?} × {} channels)",
+                path.display(),
+                values.len(),
+                plan.input_len(),
+                plan.size(),
+                model.config.in_channels
+            );
+        }
+        return Ok(values);
+    }
+    let [d, h, w] = plan.size();
+    if d != 1 {
+        bail!(
+            "{}: a 3D model takes an .npy input, not an image",
+            path.display()
+        );
+    }
+    let budget = ImageBudget {
+        max_image_mib: DEFAULT_MAX_IMAGE_MIB,
+    };
+    Ok(read_model_image(path, &budget, model.config.in_channels, [h, w])?.input)
 }
 
 pub fn run(a: &BenchArgs) -> Result<ExitCode> {
@@ -35,10 +72,17 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
     let plan = model.plan();
     let mut session = model.session(&a.threads)?;
-    // A smooth, structured input in [0, 1]; the cost does not depend on the values.
-    let input: Vec<f32> = (0..plan.input_len())
-        .map(|i| 0.5 + 0.4 * ((i % 251) as f32 * 0.05).sin())
-        .collect();
+    let input: Vec<f32> = match &a.input {
+        Some(path) => read_input(path, &model)?,
+        // A smooth, structured input in [0, 1].
+        None => (0..plan.input_len())
+            .map(|i| 0.5 + 0.4 * ((i % 251) as f32 * 0.05).sin())
+            .collect(),
+    };
+    let input_name = a
+        .input
+        .as_ref()
+        .map_or("synthetic".to_string(), |p| p.display().to_string());
     let mut output = vec![0.0; plan.output_len()];
     for _ in 0..a.warmup {
         session.run(&input, &mut output)?;
@@ -58,7 +102,8 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
     let report = serde_json::json!({
         "engine": "msnet-runtime",
         "model": a.model.display().to_string(),
-        "input": plan.size(),
+        "input": input_name,
+        "input_size": plan.size(),
         "threads": session.threads(),
         "runs": a.runs,
         "median_ms": median,
@@ -74,7 +119,7 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         println!("{report}");
     } else {
         println!(
-            "{}: input {:?}, {} thread(s), {} runs: median {median:.2} ms, min {min:.2} ms, {:.1} GFLOP/s, \
+            "{} on {input_name}: input {:?}, {} thread(s), {} runs: median {median:.2} ms, min {min:.2} ms, {:.1} GFLOP/s, \
              {} allocations per frame, arena {:.2} MiB",
             a.model.display(),
             plan.size(),

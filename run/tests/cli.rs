@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{msnet_run, scratch, segment, shipped, text};
+use common::{msnet_run, scratch, segment, shipped, shipped_model, text};
 
 #[test]
 fn verify_passes_on_the_shipped_model_at_one_and_two_threads() {
@@ -726,4 +726,40 @@ fn a_locator_needs_a_disc_cup_model_behind_it() {
     assert!(!o.status.success());
     assert!(text(&o).contains("disc/cup model"), "{}", text(&o));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bench_times_a_golden_input_and_refuses_one_of_another_size() {
+    let golden = Path::new(&shipped()).join("golden/noise.input.npy");
+    let o = msnet_run(&[
+        "bench",
+        "--model",
+        &shipped(),
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+        "--input",
+        golden.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["input"], golden.display().to_string());
+    let other = shipped_model("fundus-disc-cup").join("golden/noise.input.npy");
+    let o = msnet_run(&[
+        "bench",
+        "--model",
+        &shipped(),
+        "--runs",
+        "1",
+        "--input",
+        other.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("noise.input.npy") && text(&o).contains("the plan takes"),
+        "{}",
+        text(&o)
+    );
 }

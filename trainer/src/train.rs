@@ -92,7 +92,7 @@ pub fn train_baseline(
     let classes = class_names.len();
     check_options(opts)?;
     if validation.is_some() {
-        validation::start_log(out, false)?;
+        validation::start_log(out, false, class_names)?;
     }
     let device = net.devices().first().cloned().unwrap_or_default();
     let mut optimizer = adam(opts.adam_epsilon);
@@ -138,7 +138,7 @@ pub fn train_baseline(
                     class_names,
                 )?;
                 validation::append(out, it + 1, mean_tail(&losses), &m)?;
-                Some(m)
+                Some(m.mean_all)
             }
             _ => None,
         };

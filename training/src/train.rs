@@ -1,11 +1,11 @@
-//! The training loop: an engine's Adam steps on the soft Dice loss with a step learning-rate
+//! The training loop: an engine's Adam steps on its loss (the soft Dice) with a step learning-rate
 //! schedule, checkpoints, resume, validation, and a clean stop on Ctrl-C or a non-finite loss.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use msnet::config::{Augmentation, InitSpec, TrainingRecord};
+use msnet::config::{Augmentation, InitSpec, Loss, TrainingRecord};
 use msnet::data::Sample;
 use msnet::metrics::ClassMetrics;
 use msnet::{Model, Spec};
@@ -32,6 +32,8 @@ pub struct TrainOptions {
     pub adam_epsilon: f32,
     /// Transforms of the training images ([`crate::augment`]); off by default.
     pub augmentation: Augmentation,
+    /// The loss the engine minimises (the engine is built with it; recorded here).
+    pub loss: Loss,
 }
 
 impl Default for TrainOptions {
@@ -47,6 +49,7 @@ impl Default for TrainOptions {
             init: InitSpec::default(),
             adam_epsilon: 1e-8,
             augmentation: Augmentation::default(),
+            loss: Loss::Dice,
         }
     }
 }
@@ -251,7 +254,7 @@ pub fn train(
         CheckpointState::fresh(engine.name(), engine.optimizer_file())
     };
     if run.validation.is_some() {
-        validation::start_log(run.out, run.resume)?;
+        validation::start_log(run.out, run.resume, &spec.config.class_names)?;
     }
     let hardware = engine.describe();
     let mut record = run.record.clone();
@@ -264,6 +267,7 @@ pub fn train(
         record.lr_step = opts.lr_step;
         record.init = opts.init;
         record.augmentation = opts.augmentation;
+        record.loss = opts.loss;
         record.final_loss = mean_tail(&state.recent_losses);
         record.seconds = state.seconds;
         record.hardware = hardware.clone();
@@ -352,7 +356,7 @@ pub fn train(
                     mean_tail(&state.recent_losses),
                     &m,
                 )?;
-                Some(m)
+                Some(m.mean_all)
             }
             _ => None,
         };
