@@ -47,6 +47,9 @@ DRISHTI_EPS="${DRISHTI_EPS:-4}"
 LOCATOR_LR="${LOCATOR_LR:-5e-4}"
 LOCATOR_ITERATIONS="${LOCATOR_ITERATIONS:-1000}"
 ACDC_ITERATIONS="${ACDC_ITERATIONS:-1000}"
+# The paper's Dice alone leaves ACDC on the background plateau at every eps tried; the
+# cross-entropy term keeps a gradient on the small structures (docs/results.md).
+ACDC_LOSS="${ACDC_LOSS:-dice+ce}"
 PILOT_ITERATIONS=2000
 DRISHTI_PILOT_ITERATIONS=1000
 THREADS="${THREADS:-1}"
@@ -137,7 +140,7 @@ group() {
     acdc)
         for s in 4 2 3; do
             job "acdc-s$s-seed0" test-metrics.json --dataset acdc --train-size "$s" --seed 0 \
-                --iterations "$ACDC_ITERATIONS" --batch-size 1
+                --iterations "$ACDC_ITERATIONS" --batch-size 1 --loss "$ACDC_LOSS"
         done ;;
     *)
         echo "paper-runs: unknown group '$1' (pilot-wbc pilot-drishti pilot-acdc wbc ablation unet drishti locator acdc)" >&2

@@ -88,6 +88,8 @@ pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
         no_disc: Vec::new(),
     };
     let mut missing = Vec::new();
+    // Pixels by (true class, predicted class), over every photograph.
+    let mut confusion = [[0u64; CLASSES]; CLASSES];
     for name in &names {
         let truth_path = labels_dir.join(format!("{name}.png"));
         let (hw, truth) = read_mask(&truth_path)?;
@@ -100,6 +102,9 @@ pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
             vec![0; truth.len()]
         };
         let per_class = metrics::image_metrics(name, &pred, &truth, shape, CLASSES)?;
+        for (&t, &p) in truth.iter().zip(&pred) {
+            confusion[usize::from(t)][usize::from(p)] += 1;
+        }
         let disc = metrics::union_metrics(name, &pred, &truth, shape, &[1, 2])?;
         regions.push((disc, per_class.classes[2]));
         let expert = *experts.get(name).with_context(|| {
@@ -128,6 +133,7 @@ pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
             "disc (rim + cup)": metric_json(&disc),
             "cup": metric_json(&cup),
             "vcdr": vcdr.json(),
+            "confusion": confusion_json(&confusion),
         });
         if let Some(l) = &localisation {
             out["localisation_px"] = l.summary();
@@ -144,11 +150,32 @@ pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
             disc.dsc, cup.dsc
         );
         println!("{}", vcdr.line());
+        println!("where each true class went: {}", confusion_json(&confusion));
         if let Some(l) = &localisation {
             println!("disc centre error: {}", l.summary());
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Per true class, the fraction of its pixels predicted as each class: where the rim's errors
+/// go (to the background, or to the cup).
+fn confusion_json(confusion: &[[u64; CLASSES]; CLASSES]) -> serde_json::Value {
+    let names = data::class_names(DatasetKind::Drishti, None);
+    let rows: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .zip(confusion)
+        .map(|(truth, row)| {
+            let total = row.iter().sum::<u64>().max(1) as f64;
+            let shares: serde_json::Map<String, serde_json::Value> = names
+                .iter()
+                .zip(row)
+                .map(|(pred, &n)| (pred.clone(), (n as f64 / total).into()))
+                .collect();
+            (truth.clone(), shares.into())
+        })
+        .collect();
+    rows.into()
 }
 
 /// The labels of the mask PNG at `path`, which must be `hw` (the photograph's size).
