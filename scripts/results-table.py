@@ -118,7 +118,10 @@ def main():
     cdr = lambda rs: stat([r[3]["vcdr"]["mae"] for r in rs])
     disc = lambda rs: stat([r[3]["regions"]["disc (rim + cup)"]["dsc"] for r in rs])
     cup = lambda rs: stat([r[3]["classes"]["cup"]["dsc"] for r in rs])
-    fundus = [("DSC disc", disc), ("DSC cup", cup), ("vCDR MAE", cdr)]
+    # Bias (predicted - experts) and Pearson's r, recorded by `msnet eval` since 2026-12-04.
+    cdr_of = lambda key: lambda rs: stat([r[3]["vcdr"][key] for r in rs if r[3]["vcdr"].get(key) is not None])
+    fundus = [("DSC disc", disc), ("DSC cup", cup), ("vCDR MAE", cdr),
+              ("vCDR bias", cdr_of("bias")), ("vCDR r", cdr_of("pearson_r"))]
     wbc = lambda s: f"{PAPER_WBC[s][0]:.4f}"
     refuge = lambda s: f"{PAPER_REFUGE[s]:.4f} (REFUGE)"
     mri = lambda s: f"{PAPER_MRI[s]:.4f} (thigh MRI)"

@@ -64,12 +64,7 @@ pub const PROB_FLOOR: f32 = 1e-7;
 
 /// The mean cross-entropy `−(1/J) Σ_j ln p_{j,t_j}` over the `J` voxels of the batch (layout as
 /// [`soft_dice`]), its gradient with respect to `probs` added into `grad`.
-pub fn add_cross_entropy(
-    probs: &[f32],
-    labels: &[&[u8]],
-    classes: usize,
-    grad: &mut [f32],
-) -> f64 {
+pub fn add_cross_entropy(probs: &[f32], labels: &[&[u8]], classes: usize, grad: &mut [f32]) -> f64 {
     let voxels = labels.first().map_or(0, |l| l.len());
     assert_eq!(grad.len(), probs.len(), "cross_entropy: gradient");
     let total = (labels.len() * voxels).max(1) as f64;

@@ -38,7 +38,10 @@ pub struct BenchArgs {
 /// The input `--input` names, as the plan takes it.
 fn read_input(path: &Path, model: &Model) -> Result<Vec<f32>> {
     let plan = model.plan();
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+    {
         let (shape, values) = msnet::io::npy::read_npy_f32(path)?;
         if values.len() != plan.input_len() {
             bail!(

@@ -44,6 +44,17 @@ pub struct SegmentArgs {
     /// Replace masks and overlays already in --out (without it, an existing one is an error).
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    locator: LocatorArgs,
+    /// Images to segment: PNG, JPEG, BMP or TIFF. 8- and 16-bit samples are scaled to [0, 1];
+    /// float TIFF samples are taken as they are and must be finite and within [0, 1].
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+/// `--locator` and `--window-fraction`, shared by the commands that segment images.
+#[derive(Args)]
+pub struct LocatorArgs {
     /// Whole fundus photographs: this model (background / disc) finds the optic disc in each
     /// image, and --model, a disc/cup model, segments a square window around it; masks and the
     /// cup-to-disc ratio come back in the photograph's coordinates, and the JSON line adds the
@@ -55,15 +66,37 @@ pub struct SegmentArgs {
     /// model was trained on).
     #[arg(long, default_value_t = msnet_run::locate::DEFAULT_WINDOW_FRACTION, requires = "locator")]
     window_fraction: f64,
-    /// Images to segment: PNG, JPEG, BMP or TIFF. 8- and 16-bit samples are scaled to [0, 1];
-    /// float TIFF samples are taken as they are and must be finite and within [0, 1].
-    #[arg(required = true)]
-    images: Vec<PathBuf>,
+}
+
+impl LocatorArgs {
+    /// The locator model, loaded, if one was asked for.
+    pub fn load(&self) -> Result<Option<Model>> {
+        self.locator.as_deref().map(Model::load).transpose()
+    }
+
+    /// `segmenter` with `locator` (from [`LocatorArgs::load`]) in front of it.
+    pub fn apply<'m>(
+        &self,
+        segmenter: Segmenter<'m>,
+        locator: Option<&'m Model>,
+        threads: &Threads,
+    ) -> Result<Segmenter<'m>> {
+        match locator {
+            Some(l) => segmenter.with_locator(l, threads, self.window_fraction),
+            None => Ok(segmenter),
+        }
+    }
+
+    /// The locator's files: inputs no output may land on.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.locator.iter().flat_map(|d| model_files(d)).collect()
+    }
 }
 
 /// What one image gave.
 pub struct Segmented {
     pub hw: [usize; 2],
+    /// The engine's time on this image (with a locator: both models).
     pub runtime_ms: f64,
     /// Pixels per class at the image's own size.
     pub areas: Vec<usize>,
@@ -279,7 +312,8 @@ impl<'m> Segmenter<'m> {
                     window,
                     locator_ms,
                 };
-                (window.paste(&labels, hw), ms, Some(located))
+                // The image's latency is both models'.
+                (window.paste(&labels, hw), ms + locator_ms, Some(located))
             }
         };
         let classes = self.inference.model.config.classes;
@@ -361,11 +395,9 @@ impl Segmented {
 
 pub fn run(a: &SegmentArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
-    let locator = a.locator.as_deref().map(Model::load).transpose()?;
-    let mut segmenter = Segmenter::new(&model, &a.threads)?.with_image_budget(a.image_budget);
-    if let Some(locator) = &locator {
-        segmenter = segmenter.with_locator(locator, &a.threads, a.window_fraction)?;
-    }
+    let locator = a.locator.load()?;
+    let segmenter = Segmenter::new(&model, &a.threads)?.with_image_budget(a.image_budget);
+    let mut segmenter = a.locator.apply(segmenter, locator.as_ref(), &a.threads)?;
     let targets: Vec<Outputs> = a
         .images
         .iter()
@@ -407,7 +439,7 @@ pub fn run(a: &SegmentArgs) -> Result<ExitCode> {
 fn check_paths(a: &SegmentArgs, targets: &[Outputs]) -> Result<()> {
     let mut inputs = a.images.clone();
     inputs.extend(model_files(&a.model));
-    inputs.extend(a.locator.iter().flat_map(|dir| model_files(dir)));
+    inputs.extend(a.locator.files());
     let mut outputs: Vec<Output> = a
         .images
         .iter()

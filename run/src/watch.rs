@@ -22,7 +22,7 @@ use clap::Args;
 use crate::csv::CsvLog;
 use crate::model::{Model, Threads};
 use crate::paths::{self, Output, model_files};
-use crate::segment::{self, Outputs, Segmenter};
+use crate::segment::{self, LocatorArgs, Outputs, Segmenter};
 
 #[derive(Args)]
 pub struct WatchArgs {
@@ -33,6 +33,8 @@ pub struct WatchArgs {
     threads: Threads,
     #[command(flatten)]
     image_budget: msnet_run::preprocess::ImageBudget,
+    #[command(flatten)]
+    locator: LocatorArgs,
     /// Folder to watch for images (.png, .jpg, .jpeg, .bmp, .tif, .tiff). Writers should copy
     /// under a hidden name (starting with a dot) and rename when complete; hidden files and
     /// other extensions are ignored.
@@ -328,7 +330,9 @@ impl Watcher<'_> {
 
 pub fn run(a: &WatchArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
+    let locator = a.locator.load()?;
     let segmenter = Segmenter::new(&model, &a.threads)?.with_image_budget(a.image_budget);
+    let segmenter = a.locator.apply(segmenter, locator.as_ref(), &a.threads)?;
     let folders = Folders::new(&a.inbox, &a.out)?;
     let _lock = lock_inbox(&a.inbox)?;
     let csv_path = a.csv.clone().unwrap_or_else(|| a.out.join("results.csv"));
@@ -337,7 +341,9 @@ pub fn run(a: &WatchArgs) -> Result<ExitCode> {
         by: "--csv".into(),
         replace: true,
     };
-    paths::check(&model_files(&a.model), &[csv_output])?;
+    let mut inputs = model_files(&a.model).to_vec();
+    inputs.extend(a.locator.files());
+    paths::check(&inputs, &[csv_output])?;
     let csv = CsvLog::open(&csv_path, segmenter.class_names())?;
     eprintln!(
         "watching {} with {} ({} thread(s)); rows to {}",
