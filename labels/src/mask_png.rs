@@ -17,7 +17,7 @@ pub fn gray_of(label: u8, classes: usize) -> u8 {
 pub fn label_of_gray(gray: u8, classes: usize) -> Option<u8> {
     let step = gray_step(classes);
     let label = gray / step;
-    (gray % step == 0 && usize::from(label) < classes.max(1)).then_some(label)
+    (gray.is_multiple_of(step) && usize::from(label) < classes.max(1)).then_some(label)
 }
 
 #[cfg(test)]

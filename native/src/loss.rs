@@ -143,7 +143,7 @@ mod tests {
             let at = |delta: f32| {
                 let mut p = probs.clone();
                 p[i] += delta;
-                add_cross_entropy(&p, &refs, 3, &mut vec![0f32; 24])
+                add_cross_entropy(&p, &refs, 3, &mut [0f32; 24])
             };
             let fd = (at(h) - at(-h)) / (2.0 * h as f64);
             // The gradient was added to 0.25.

@@ -197,6 +197,7 @@ mod tests {
             runtime_ms: 1.5,
             areas: vec![4, 2],
             disc_cup: None,
+            located: None,
             mask: PathBuf::new(),
             overlay: PathBuf::new(),
         }
