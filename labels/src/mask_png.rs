@@ -4,7 +4,8 @@
 
 /// The gray step between two classes of an `n`-class mask (255 for one or two classes).
 pub fn gray_step(classes: usize) -> u8 {
-    (255 / classes.saturating_sub(1).max(1)).min(255) as u8
+    // At least 1, so that a (malformed) map of over 256 classes cannot divide by zero.
+    (255 / classes.saturating_sub(1).clamp(1, 255)) as u8
 }
 
 /// The gray value that shows `label` in an `n`-class mask.
