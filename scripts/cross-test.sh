@@ -3,7 +3,8 @@
 #   - msnet-runtime's tests (kernels against their scalar twins, plan validation, zero
 #     allocations, thread splitting) built for the target;
 #   - `msnet-run verify` on every shipped model, at 1 and 2 threads;
-#   - `msnet-run info`, which names the conv kernel that ran (neon on aarch64).
+#   - `msnet-run info`, which names the conv kernel that ran (neon on aarch64);
+#   - a two-iteration `msnet-run finetune`, then `msnet-run verify` on the model it wrote.
 # And, with the target `thumbv7em`, a no_std build for Cortex-M of the runtime core and of the
 # fundus-camera device loop.
 #
@@ -64,6 +65,17 @@ linux_target() {
             $runner "$bin" verify --model "$m" --threads "$threads"
         done
     done
+    # The device loop of fine-tuning: the model's own mask of its sample image as the label
+    # (a check of the mechanism, not a way to train), two iterations, and the new directory
+    # must verify (plan and golden bundle written on this target).
+    echo "== $triple: msnet-run finetune from models/wbc, then verify its result" >&2
+    local tmp
+    tmp="$(mktemp -d)"
+    $runner "$bin" segment --model models/wbc --out "$tmp/seg" models/wbc/golden/phantom.png >/dev/null
+    $runner "$bin" finetune --model models/wbc --images models/wbc/golden/phantom.png \
+        --masks "$tmp/seg/phantom.mask.png" --iterations 2 --out "$tmp/tuned" --threads 2
+    $runner "$bin" verify --model "$tmp/tuned" --threads 2
+    rm -rf "$tmp"
 }
 
 for t in "${targets[@]}"; do

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use msnet::Model;
+use msnet::config::TrainingRecord;
 use msnet::data::{DatasetKind, Sample};
 use msnet::metrics::{self, ClassMetrics, ImageMetrics, Summary};
 use msnet_trainer::{Predictor, device};
@@ -31,15 +32,40 @@ pub struct EvalArgs {
     batch_size: usize,
 }
 
+/// The record holding a model's test split: its own, or for a model fine-tuned with
+/// `msnet-run finetune` its base model's, which that model's images must stay out of.
+fn split_record<'r>(own: &'r TrainingRecord, dir: &Path) -> Result<&'r TrainingRecord> {
+    let Some(base) = &own.base else {
+        return Ok(own);
+    };
+    let Some(parent) = &base.training else {
+        bail!(
+            "{}: fine-tuned from {}, which records no training split, so no test images are known",
+            dir.display(),
+            base.path
+        );
+    };
+    let split = split_record(parent, dir)?;
+    if let Some(seen) = own.train.iter().find(|n| split.test.contains(n)) {
+        bail!(
+            "{}: fine-tuned on `{seen}`, a test image of its base model's split: scores on that \
+             split would not measure unseen images",
+            dir.display()
+        );
+    }
+    Ok(split)
+}
+
 pub fn run(a: &EvalArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
     let config = model.config();
-    let Some(training) = &config.training else {
+    let Some(own) = &config.training else {
         bail!(
             "{}: the model records no training split, so its test images are unknown; evaluate a model written by `msnet train`",
             a.model.display()
         );
     };
+    let training = split_record(own, &a.model)?;
     let dataset = a.data.dataset.as_deref().unwrap_or(&training.dataset);
     let kind = setup::dataset_kind(dataset)?;
     if kind.to_string() != training.dataset {
@@ -332,4 +358,49 @@ fn write_overlay(dir: &Path, s: &Sample, pred: &[u8], classes: usize) -> Result<
     )
     .with_context(|| format!("writing overlay {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use msnet::config::BaseModel;
+
+    fn record(dataset: &str, train: &[&str], test: &[&str]) -> TrainingRecord {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect();
+        let mut r = TrainingRecord::new(dataset, names(train), names(test));
+        r.final_loss = 0.0; // NaN would make records compare unequal
+        r
+    }
+
+    fn tuned(from: TrainingRecord, train: &[&str]) -> TrainingRecord {
+        let mut r = record("finetune", train, &[]);
+        r.base = Some(BaseModel {
+            path: "models/base".into(),
+            weights_sha256: "0".repeat(64),
+            training: Some(Box::new(from)),
+        });
+        r
+    }
+
+    #[test]
+    fn a_fine_tuned_model_is_scored_on_its_first_base_models_split_if_it_never_saw_it() {
+        let dir = Path::new("m");
+        let base = record("wbc", &["1", "2"], &["8", "9"]);
+        assert_eq!(split_record(&base, dir).unwrap(), &base);
+        // Two rounds of fine-tuning: the split is the first model's.
+        let twice = tuned(tuned(base.clone(), &["3"]), &["4"]);
+        assert_eq!(split_record(&twice, dir).unwrap(), &base);
+        // Fine-tuned on a test image, in either round: refused, naming it.
+        for leaked in [
+            tuned(base.clone(), &["9"]),
+            tuned(tuned(base.clone(), &["8"]), &["4"]),
+        ] {
+            let e = split_record(&leaked, dir).unwrap_err().to_string();
+            assert!(e.contains("a test image"), "{e}");
+        }
+        let mut orphan = tuned(base, &["3"]);
+        orphan.base.as_mut().unwrap().training = None;
+        let e = split_record(&orphan, dir).unwrap_err().to_string();
+        assert!(e.contains("records no training split"), "{e}");
+    }
 }

@@ -3,7 +3,7 @@
 //! Writes into the model directory:
 //! - `model.onnx` ([`crate::onnx`]),
 //! - `model.nnef.tgz` ([`crate::nnef`]),
-//! - `model.msplan` ([`crate::plan`]), the plan `msnet-runtime` executes,
+//! - `model.msplan` ([`msnet_compiler`]), the plan `msnet-runtime` executes,
 //! - `golden/` ([`msnet::golden`]): the generated inputs with the reference engine's outputs
 //!   and a manifest holding the sha256 of every model file.
 //!
@@ -16,25 +16,21 @@
 
 use std::path::Path;
 
-use msnet::golden::{self, Case, Comparison, FileDigest, Manifest, Reference, Tolerance};
-use msnet::io::npy;
+use msnet::golden::{self, BundleInfo, Comparison, FileDigest, Manifest, Reference};
 use msnet::model::{CONFIG_FILE, WEIGHTS_FILE};
 use msnet::{Model, fsutil};
 
 use crate::ExportError;
 use crate::nnef::nnef_bytes;
 use crate::onnx::{INPUT, OUTPUT, build_onnx, check_weights};
-use crate::plan::{CompiledPlan, compile_plan};
 use crate::stage::{self, Staging};
 use crate::tract_check::TractModel;
+use msnet_compiler::{CompiledPlan, compile_plan};
 use msnet_runtime::host::{PlanBuffer, Session};
 use prost::Message;
 
 /// File name of the ONNX artifact.
 pub const ONNX_FILE: &str = "model.onnx";
-/// In `golden/` of a 2D model: the phantom case's input as an 8-bit PNG, for trying
-/// `msnet-run segment` without a dataset.
-pub const SAMPLE_IMAGE: &str = "phantom.png";
 /// File name of the NNEF plan.
 pub const NNEF_FILE: &str = "model.nnef.tgz";
 /// File name of the runtime plan (defined by the runtime that reads it).
@@ -116,62 +112,27 @@ pub fn export(
     fsutil::write_atomic(&stage.path(ONNX_FILE), &onnx)?;
     fsutil::write_atomic(&stage.path(NNEF_FILE), &nnef)?;
     fsutil::write_atomic(&stage.path(PLAN_FILE), &plan.bytes)?;
-
-    let input_shape = golden::tensor_shape(cfg.dims, cfg.in_channels, size);
-    let output_shape = golden::tensor_shape(cfg.dims, cfg.classes, size);
-    let golden_dir = stage.path(golden::GOLDEN_DIR);
-    fsutil::create_dir_all(&golden_dir)?;
-    let mut cases = Vec::new();
-    for (input, output) in inputs.iter().zip(&outputs) {
-        let case = Case {
-            name: input.name.into(),
-            description: input.description.clone(),
-            input: format!("{}.input.npy", input.name),
-            output: format!("{}.output.npy", input.name),
-        };
-        npy::write_npy_f32(&golden_dir.join(&case.input), &input_shape, &input.data)?;
-        npy::write_npy_f32(&golden_dir.join(&case.output), &output_shape, output)?;
-        cases.push(case);
-    }
-    if let Some(phantom) = inputs.iter().find(|i| i.name == "phantom" && cfg.dims == 2) {
-        // The phantom as an 8-bit picture: an image to try `msnet-run segment` on that ships
-        // with every 2D model (the datasets' images may not be redistributed).
-        let [_, h, w] = size;
-        msnet::io::write_image_png(
-            &golden_dir.join(SAMPLE_IMAGE),
-            cfg.in_channels,
-            [h, w],
-            &phantom.data,
-        )?;
-    }
-    let digest = |file: &str, path: &Path| -> Result<FileDigest, ExportError> {
-        let bytes = fsutil::read(path)?;
-        Ok(FileDigest {
-            file: file.into(),
-            bytes: bytes.len() as u64,
-            sha256: golden::sha256_hex(&bytes),
-        })
-    };
-    let manifest = Manifest {
-        format_version: golden::FORMAT_VERSION,
+    let model_files = vec![
+        FileDigest::of(CONFIG_FILE, &dir.join(CONFIG_FILE))?,
+        FileDigest::of(WEIGHTS_FILE, &dir.join(WEIGHTS_FILE))?,
+        FileDigest::of(ONNX_FILE, &stage.path(ONNX_FILE))?,
+        FileDigest::of(NNEF_FILE, &stage.path(NNEF_FILE))?,
+        FileDigest::of(PLAN_FILE, &stage.path(PLAN_FILE))?,
+    ];
+    let info = BundleInfo {
+        reference: reference.name(),
         input_name: INPUT.into(),
         output_name: OUTPUT.into(),
-        input_shape,
-        output_shape,
-        tolerance: Tolerance::default(),
-        reference: reference.name(),
-        model_files: vec![
-            digest(CONFIG_FILE, &dir.join(CONFIG_FILE))?,
-            digest(WEIGHTS_FILE, &dir.join(WEIGHTS_FILE))?,
-            digest(ONNX_FILE, &stage.path(ONNX_FILE))?,
-            digest(NNEF_FILE, &stage.path(NNEF_FILE))?,
-            digest(PLAN_FILE, &stage.path(PLAN_FILE))?,
-        ],
-        cases,
+        model_files,
     };
-    let json = serde_json::to_string_pretty(&manifest)
-        .map_err(|e| ExportError::Structure(format!("cannot serialise the manifest: {e}")))?;
-    fsutil::write_atomic(&golden_dir.join(golden::MANIFEST_FILE), json.as_bytes())?;
+    let manifest = golden::write_bundle(
+        &stage.path(golden::GOLDEN_DIR),
+        cfg,
+        size,
+        &inputs,
+        &outputs,
+        info,
+    )?;
 
     log("self-check: reloading the files (tract, msnet-runtime) and running every golden input");
     let checks = self_check(&stage, &inputs, &outputs, cfg.classes)?;

@@ -5,7 +5,8 @@
 //! proving they agree ([`export`]):
 //! - [`onnx`]: the ONNX model (`model.onnx`), built with `tract_onnx::pb` and prost;
 //! - [`nnef`]: the fixed-shape tract plan (`model.nnef.tgz`);
-//! - [`plan`]: the runtime plan (`model.msplan`) that `msnet-runtime` executes;
+//! - the runtime plan (`model.msplan`) that `msnet-runtime` executes, compiled by
+//!   [`msnet_compiler`];
 //! - golden bundles (`golden/`, format in [`msnet::golden`]);
 //! - [`tract_check`]: running the ONNX and NNEF files with tract for the self-check;
 //! - [`stage`]: the all-or-nothing write of the artifacts, and recovery after a kill.
@@ -18,7 +19,6 @@
 pub mod export;
 pub mod nnef;
 pub mod onnx;
-pub mod plan;
 pub mod stage;
 pub mod tract_check;
 
@@ -26,9 +26,9 @@ pub use export::{
     ARTIFACTS, CaseCheck, ExportReport, NNEF_FILE, ONNX_FILE, PLAN_FILE, ROUNDING_PROBE, export,
 };
 pub use msnet::golden::Reference;
+pub use msnet_compiler::{CompiledPlan, compile_plan};
 pub use nnef::nnef_bytes;
 pub use onnx::{OnnxLowering, build_onnx, check_structure, check_weights, onnx_bytes, write_onnx};
-pub use plan::{CompiledPlan, compile_plan};
 pub use tract_check::{Comparison, TractModel, compare, run_onnx_tract};
 
 /// Why an export or an export check failed. Messages name the file, tensor, node or shape
@@ -44,6 +44,9 @@ pub enum ExportError {
     /// A weight is NaN or infinite: the model is broken, exporting it would hide that.
     #[error("cannot export: weight tensor `{name}` holds a non-finite value at index {index}")]
     NonFinite { name: String, index: usize },
+    /// The runtime plan could not be compiled.
+    #[error("{0}")]
+    Compile(#[from] msnet_compiler::CompileError),
     /// The model directory could not be read.
     #[error("{0}")]
     Model(#[from] msnet::model::ModelError),
@@ -84,7 +87,7 @@ pub enum ExportError {
     /// Writing the artifact failed.
     #[error("{0}")]
     Fs(#[from] msnet::fsutil::FsError),
-    /// Writing a golden array failed.
+    /// Writing the golden bundle failed.
     #[error("{0}")]
-    Io(#[from] msnet::io::IoError),
+    Golden(#[from] msnet::golden::GoldenError),
 }

@@ -7,12 +7,15 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
+use msnet::fit::InputFit;
 use msnet_run::preprocess::decode_model_input;
 
 fuzz_target!(|data: &[u8]| {
-    // Gray and RGB models, so both channel conversions run.
-    for want in [1, 3] {
-        if let Ok((input, hw)) = decode_model_input(Path::new("fuzz-input"), data, want, [16, 16]) {
+    // Gray and RGB models, so both channel conversions run, and both ways of fitting.
+    for (want, fit) in [(1, InputFit::Resize), (3, InputFit::CropOrPad)] {
+        if let Ok((input, hw)) =
+            decode_model_input(Path::new("fuzz-input"), data, want, [16, 16], fit)
+        {
             assert_eq!(input.len(), want * 16 * 16);
             assert!(hw[0] > 0 && hw[1] > 0);
             assert!(

@@ -100,6 +100,21 @@ pub struct TrainingRecord {
     /// The training loss (absent: the paper's soft Dice).
     #[serde(default, skip_serializing_if = "Loss::is_dice")]
     pub loss: Loss,
+    /// For a fine-tuned model (`msnet-run finetune`): the model it started from. Absent: the
+    /// weights were initialised afresh (`init`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseModel>,
+}
+
+/// The model a fine-tuning run started from, so a card can say what the weights saw before.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BaseModel {
+    /// Its directory, as given on the command line.
+    pub path: String,
+    /// sha256 of its `model.safetensors`.
+    pub weights_sha256: String,
+    /// Its own training record (absent if its config had none).
+    pub training: Option<Box<TrainingRecord>>,
 }
 
 /// The training loss.
@@ -159,6 +174,7 @@ impl TrainingRecord {
             folder_classes: None,
             augmentation: Augmentation::default(),
             loss: Loss::Dice,
+            base: None,
         }
     }
 }

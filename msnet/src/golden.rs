@@ -25,8 +25,15 @@ use crate::phantom;
 
 /// The bundle's folder inside a model directory.
 pub const GOLDEN_DIR: &str = "golden";
+/// In the bundle of a 2D model: the phantom case's input as an 8-bit PNG, for trying
+/// `msnet-run segment` without a dataset (the datasets' images may not be redistributed).
+pub const SAMPLE_IMAGE: &str = "phantom.png";
 /// The manifest's file name inside [`GOLDEN_DIR`].
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The model's input tensor, in the ONNX and NNEF files and in every manifest.
+pub const INPUT_NAME: &str = "image";
+/// The model's output tensor (class probabilities).
+pub const OUTPUT_NAME: &str = "probabilities";
 /// Version of the manifest layout; bumped on any incompatible change.
 pub const FORMAT_VERSION: u32 = 1;
 /// Absolute part of the agreement tolerance (tract's "approximate").
@@ -81,6 +88,18 @@ pub struct FileDigest {
     pub bytes: u64,
     /// Lower-case hex.
     pub sha256: String,
+}
+
+impl FileDigest {
+    /// The digest of `path`, recorded under the name `file`.
+    pub fn of(file: &str, path: &Path) -> Result<Self, GoldenError> {
+        let bytes = crate::fsutil::read(path)?;
+        Ok(Self {
+            file: file.into(),
+            bytes: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+        })
+    }
 }
 
 /// One golden case: its files relative to the bundle folder.
@@ -193,6 +212,74 @@ pub fn inputs(config: &Config, size: [usize; 3]) -> Vec<GoldenInput> {
     ]
 }
 
+/// What a bundle holds besides its arrays: who computed the outputs, and the model files it
+/// belongs to.
+pub struct BundleInfo {
+    /// The engine whose outputs these are ([`Reference::name`]).
+    pub reference: String,
+    pub input_name: String,
+    pub output_name: String,
+    pub model_files: Vec<FileDigest>,
+}
+
+/// Writes a bundle into `dir` (created): every input with its output (`outputs[i]` of
+/// `inputs[i]`), for a 2D model the phantom as [`SAMPLE_IMAGE`], and the manifest, written
+/// last. Each file is written atomically; the caller stages `dir` if the bundle as a whole
+/// must appear at once.
+pub fn write_bundle(
+    dir: &Path,
+    config: &Config,
+    size: [usize; 3],
+    inputs: &[GoldenInput],
+    outputs: &[Vec<f32>],
+    info: BundleInfo,
+) -> Result<Manifest, GoldenError> {
+    let input_shape = tensor_shape(config.dims, config.in_channels, size);
+    let output_shape = tensor_shape(config.dims, config.classes, size);
+    crate::fsutil::create_dir_all(dir)?;
+    let mut cases = Vec::new();
+    for (input, output) in inputs.iter().zip(outputs) {
+        let case = Case {
+            name: input.name.into(),
+            description: input.description.clone(),
+            input: format!("{}.input.npy", input.name),
+            output: format!("{}.output.npy", input.name),
+        };
+        npy::write_npy_f32(&dir.join(&case.input), &input_shape, &input.data)?;
+        npy::write_npy_f32(&dir.join(&case.output), &output_shape, output)?;
+        cases.push(case);
+    }
+    if let Some(phantom) = inputs
+        .iter()
+        .find(|i| i.name == "phantom" && config.dims == 2)
+    {
+        let [_, h, w] = size;
+        crate::io::write_image_png(
+            &dir.join(SAMPLE_IMAGE),
+            config.in_channels,
+            [h, w],
+            &phantom.data,
+        )?;
+    }
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        input_name: info.input_name,
+        output_name: info.output_name,
+        input_shape,
+        output_shape,
+        tolerance: Tolerance::default(),
+        reference: info.reference,
+        model_files: info.model_files,
+        cases,
+    };
+    let json = serde_json::to_string_pretty(&manifest).map_err(|e| GoldenError::Manifest {
+        path: dir.join(MANIFEST_FILE),
+        reason: format!("cannot serialise: {e}"),
+    })?;
+    crate::fsutil::write_atomic(&dir.join(MANIFEST_FILE), json.as_bytes())?;
+    Ok(manifest)
+}
+
 /// Lower-case hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -287,6 +374,8 @@ fn same_classes(reference: &[f32], other: &[f32], classes: usize, tolerance: Tol
 pub enum GoldenError {
     #[error("{0}")]
     Io(#[from] IoError),
+    #[error("{0}")]
+    Fs(#[from] crate::fsutil::FsError),
     #[error("{path}: not a golden manifest: {reason}")]
     Manifest { path: PathBuf, reason: String },
     #[error("{path}: holds shape {found:?}, the manifest says {expected:?}")]

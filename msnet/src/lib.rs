@@ -14,13 +14,15 @@
 //!   labels mean, the argmax and the disc/cup convention (`msnet-labels`, shared with the
 //!   device);
 //! - [`data`] and [`io`]: the datasets (WBC, Drishti-GS1, ACDC, user folders), image and
-//!   NIfTI reading.
+//!   NIfTI reading; [`fit`]: how an image is brought to a 2D model's input and its prediction
+//!   back, one rule per model for the loader and the device alike.
 //!
 //! It must not depend on burn, tract or any engine: those crates depend on it.
 
 pub mod config;
 pub mod cost;
 pub mod data;
+pub mod fit;
 pub mod fsutil;
 pub mod golden;
 pub mod graph;

@@ -21,8 +21,10 @@ pub mod engine;
 pub mod loss;
 pub mod network;
 pub mod parallel;
+pub mod reference;
 pub mod trainer;
 pub mod vjp;
 
 pub use network::{Network, Workspace};
+pub use reference::NativeReference;
 pub use trainer::{NativeError, NativeOptions, NativeTrainer};

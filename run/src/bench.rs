@@ -65,7 +65,14 @@ fn read_input(path: &Path, model: &Model) -> Result<Vec<f32>> {
     let budget = ImageBudget {
         max_image_mib: DEFAULT_MAX_IMAGE_MIB,
     };
-    Ok(read_model_image(path, &budget, model.config.in_channels, [h, w])?.input)
+    Ok(read_model_image(
+        path,
+        &budget,
+        model.config.in_channels,
+        [h, w],
+        msnet::fit::InputFit::of(&model.config),
+    )?
+    .input)
 }
 
 pub fn run(a: &BenchArgs) -> Result<ExitCode> {

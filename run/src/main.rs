@@ -1,9 +1,11 @@
 //! `msnet-run`: the device command. Segments images, verifies golden bundles and measures
-//! latency with `msnet-runtime` alone: it links neither burn nor tract (check with
-//! `cargo tree -p msnet-run`), so it cross-builds small for ARM boards.
+//! latency with `msnet-runtime` alone, and fine-tunes a model on the same kernels
+//! (`msnet-native`): it links neither burn nor tract (check with `cargo tree -p msnet-run`),
+//! so it cross-builds small for ARM boards.
 
 mod bench;
 mod csv;
+mod finetune;
 mod model;
 mod paths;
 mod segment;
@@ -50,6 +52,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print what a model's plan holds: shapes, ops, arena, weights, cost.
     Info(model::InfoArgs),
+    /// Train a model further on labelled images of this device (masks as `segment` writes
+    /// them) into a new model directory: weights, runtime plan and a golden bundle, checked
+    /// against each other. Checkpoints as it goes; `--resume` continues a killed run.
+    Finetune(finetune::FinetuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +67,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Info(a) => model::info(&a),
+        Command::Finetune(a) => finetune::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use msnet::io::{ImageHeader, decode_image, read_image_checked, resize_bilinear};
+use msnet::fit::InputFit;
+use msnet::io::{ImageHeader, decode_image, read_image_checked};
 
 /// Bytes per image pixel that `segment` holds at the image's own size beside the planar `f32`
 /// image: the full-size label map, its display copy and an empty truth map (3), and, while the
@@ -77,9 +78,10 @@ pub fn read_model_image(
     budget: &ImageBudget,
     want: usize,
     size: [usize; 2],
+    fit: InputFit,
 ) -> Result<ModelImage> {
     let (channels, hw, planar) = read_image_checked(path, |h| budget.admit(h))?;
-    let input = model_input(path, channels, hw, &planar, want, size)?;
+    let input = model_input(path, channels, hw, &planar, want, size, fit)?;
     Ok(ModelImage {
         channels,
         hw,
@@ -89,10 +91,12 @@ pub fn read_model_image(
 }
 
 /// The image `planar` (`[channels, H, W]` at `hw`, values in [0, 1]) as the model's input:
-/// `[want, size[0], size[1]]`. `path` labels errors.
+/// `[want, size[0], size[1]]`, brought to that size by the model's `fit`
+/// ([`msnet::fit::InputFit::of`] its config). `path` labels errors.
 ///
-/// The image is resized before its channels are matched: resizing is linear, so the order does
-/// not change the result beyond rounding, and this way no full-size copy of the image is made.
+/// The image is fitted before its channels are matched: resizing and cropping are linear, so
+/// the order does not change the result beyond rounding, and this way no full-size copy of
+/// the image is made.
 pub fn model_input(
     path: &Path,
     channels: usize,
@@ -100,6 +104,7 @@ pub fn model_input(
     planar: &[f32],
     want: usize,
     size: [usize; 2],
+    fit: InputFit,
 ) -> Result<Vec<f32>> {
     let pixels = hw[0] * hw[1];
     if planar.len() != channels * pixels {
@@ -120,7 +125,7 @@ pub fn model_input(
     if let Some(i) = planar.iter().position(|v| !v.is_finite()) {
         bail!("{}: pixel value {i} is NaN or infinite", path.display());
     }
-    let resized = resize_bilinear(planar, channels, hw, size);
+    let resized = fit.image(planar, channels, hw, size);
     let n = size[0] * size[1];
     Ok(match (channels, want) {
         (1, 3) => resized.repeat(3),
@@ -138,33 +143,40 @@ pub fn decode_model_input(
     bytes: &[u8],
     want: usize,
     size: [usize; 2],
+    fit: InputFit,
 ) -> Result<(Vec<f32>, [usize; 2])> {
     let (channels, hw, planar) = decode_image(name, bytes)?;
-    Ok((model_input(name, channels, hw, &planar, want, size)?, hw))
+    Ok((
+        model_input(name, channels, hw, &planar, want, size, fit)?,
+        hw,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const R: InputFit = InputFit::Resize;
+
     #[test]
     fn channels_are_matched_and_sizes_checked() {
         let p = Path::new("x.png");
         // 1×2 gray to 3 channels at 2×2: replicated, then resized.
-        let rgb = model_input(p, 1, [1, 2], &[0.0, 1.0], 3, [2, 2]).unwrap();
+        let rgb = model_input(p, 1, [1, 2], &[0.0, 1.0], 3, [2, 2], R).unwrap();
         assert_eq!(rgb.len(), 12);
         assert_eq!(&rgb[..4], &rgb[4..8]);
         assert_eq!(&rgb[..4], &[0.0, 1.0, 0.0, 1.0]);
         // RGB to gray averages.
-        let gray = model_input(p, 3, [1, 1], &[0.3, 0.6, 0.9], 1, [1, 1]).unwrap();
+        let gray = model_input(p, 3, [1, 1], &[0.3, 0.6, 0.9], 1, [1, 1], R).unwrap();
         assert!((gray[0] - 0.6).abs() < 1e-6);
-        let gray = model_input(p, 3, [1, 2], &[0.0, 0.6, 0.3, 0.3, 0.6, 0.0], 1, [1, 1]).unwrap();
+        let gray =
+            model_input(p, 3, [1, 2], &[0.0, 0.6, 0.3, 0.3, 0.6, 0.0], 1, [1, 1], R).unwrap();
         assert!((gray[0] - 0.3).abs() < 1e-6, "{gray:?}");
-        let e = model_input(p, 2, [1, 1], &[0.0, 0.0], 3, [1, 1]).unwrap_err();
+        let e = model_input(p, 2, [1, 1], &[0.0, 0.0], 3, [1, 1], R).unwrap_err();
         assert!(e.to_string().contains("2 channels"), "{e}");
-        let e = model_input(p, 1, [2, 2], &[0.0; 3], 1, [1, 1]).unwrap_err();
+        let e = model_input(p, 1, [2, 2], &[0.0; 3], 1, [1, 1], R).unwrap_err();
         assert!(e.to_string().contains("3 values"), "{e}");
-        let e = model_input(p, 1, [1, 1], &[f32::NAN], 1, [1, 1]).unwrap_err();
+        let e = model_input(p, 1, [1, 1], &[f32::NAN], 1, [1, 1], R).unwrap_err();
         assert!(e.to_string().contains("NaN"), "{e}");
     }
 
@@ -197,6 +209,7 @@ mod tests {
             b"\x89PNG\r\n\x1a\nnope",
             3,
             [8, 8],
+            R,
         )
         .unwrap_err();
         assert!(e.to_string().contains("camera-frame"), "{e}");

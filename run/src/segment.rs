@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use msnet::io::{resize_nearest, write_gray_png};
+use msnet::fit::InputFit;
+use msnet::io::write_gray_png;
 use msnet::overlay::write_overlay;
 use msnet_run::locate::{self, Window};
 use msnet_run::preprocess::{ImageBudget, ModelImage, model_input, read_model_image};
@@ -146,6 +147,8 @@ struct Inference<'m> {
     session: Session<'m>,
     probs: Vec<f32>,
     size: [usize; 2],
+    /// How an image is brought to `size` and the label map back.
+    fit: InputFit,
 }
 
 impl<'m> Inference<'m> {
@@ -162,18 +165,19 @@ impl<'m> Inference<'m> {
             session: model.session(threads)?,
             probs: vec![0.0; plan.output_len()],
             size: [h, w],
+            fit: InputFit::of(&model.config),
             model,
         })
     }
 
-    /// The label map of `input` (the model's `[channels, h, w]`) brought to `hw` (nearest), and
-    /// the engine's milliseconds.
+    /// The label map of `input` (the model's `[channels, h, w]`) brought back to `hw` (the
+    /// model's [`InputFit`]), and the engine's milliseconds.
     fn labels(&mut self, input: &[f32], hw: [usize; 2]) -> Result<(Vec<u8>, f64)> {
         let t = Instant::now();
         self.session.run(input, &mut self.probs)?;
         let runtime_ms = t.elapsed().as_secs_f64() * 1e3;
         let labels = msnet::labels::argmax(&self.probs, self.model.config.classes);
-        Ok((resize_nearest(&labels, self.size, hw), runtime_ms))
+        Ok((self.fit.back(&labels, self.size, hw), runtime_ms))
     }
 
     /// [`Inference::labels`] of an image's pixels (`[channels, hw]`); `path` labels errors.
@@ -185,7 +189,7 @@ impl<'m> Inference<'m> {
         planar: &[f32],
     ) -> Result<(Vec<u8>, f64)> {
         let want = self.model.config.in_channels;
-        let input = model_input(path, channels, hw, planar, want, self.size)?;
+        let input = model_input(path, channels, hw, planar, want, self.size, self.fit)?;
         self.labels(&input, hw)
     }
 }
@@ -286,6 +290,7 @@ impl<'m> Segmenter<'m> {
             &self.budget,
             first.model.config.in_channels,
             first.size,
+            first.fit,
         )?;
         let (mask, runtime_ms, located) = match &mut self.locator {
             None => {

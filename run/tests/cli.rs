@@ -80,8 +80,16 @@ fn segment_writes_masks_at_the_images_own_size() {
         .map(|c| areas[c].as_u64().unwrap())
         .sum();
     assert_eq!(total, 90 * 130);
-    let mask = image::open(out.join("cell.mask.png")).unwrap();
+    let mask = image::open(out.join("cell.mask.png")).unwrap().to_luma8();
     assert_eq!((mask.width(), mask.height()), (130, 90));
+    // A WBC model's images are centre-cropped to 112 wide, as in training: the 9 columns a
+    // side it never saw come back as background, and what it saw is not all background.
+    for y in 0..90 {
+        for x in (0..9).chain(121..130) {
+            assert_eq!(mask.get_pixel(x, y).0[0], 0, "({x}, {y})");
+        }
+    }
+    assert!(mask.pixels().any(|p| p.0[0] > 0));
     assert!(out.join("cell.overlay.png").is_file());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -11,6 +11,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb, RgbImage};
+use msnet::fit::InputFit;
 use msnet_run::preprocess::{ImageBudget, read_model_image};
 
 use common::{msnet_run, scratch, segment, shipped, text};
@@ -102,7 +103,8 @@ fn reading_an_image_for_the_model_holds_only_the_decoder_buffer_and_the_floats()
     let budget = ImageBudget {
         max_image_mib: 1024,
     };
-    let (image, peak) = peak_during(|| read_model_image(&path, &budget, 3, [112, 112]).unwrap());
+    let (image, peak) =
+        peak_during(|| read_model_image(&path, &budget, 3, [112, 112], InputFit::Resize).unwrap());
     assert_eq!((image.channels, image.hw), (3, [800, 1000]));
     assert_eq!(image.input.len(), 3 * 112 * 112);
     // 3 bytes of decoded RGB and 12 of planar floats per pixel; a full-size copy of either
@@ -113,7 +115,8 @@ fn reading_an_image_for_the_model_holds_only_the_decoder_buffer_and_the_floats()
 
     // Over the budget: refused from the header, before any pixel buffer exists.
     let small = ImageBudget { max_image_mib: 8 };
-    let (e, peak) = peak_during(|| read_model_image(&path, &small, 3, [112, 112]).err());
+    let (e, peak) =
+        peak_during(|| read_model_image(&path, &small, 3, [112, 112], InputFit::Resize).err());
     let e = format!("{:#}", e.expect("over the budget"));
     assert!(
         e.contains("photo.png") && e.contains("1000×800") && e.contains("over the budget of 8 MiB"),

@@ -221,6 +221,15 @@ pub fn train(
     stop: &AtomicBool,
 ) -> Result<Report, TrainError> {
     check_samples(spec, samples)?;
+    if opts.batch_size > samples.len() {
+        return Err(TrainError::Options(format!(
+            "batch size {} is larger than the training set ({} images): every batch would \
+             repeat images; use a batch size of {} or fewer",
+            opts.batch_size,
+            samples.len(),
+            samples.len()
+        )));
+    }
     if let Some(v) = &run.validation {
         check_samples(spec, v.samples)?;
     }

@@ -356,3 +356,20 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
+
+#[test]
+fn a_batch_larger_than_the_training_set_is_refused() {
+    let samples = phantoms(2);
+    let opts = opts();
+    let out = out_dir("big-batch");
+    let mut e = Scripted::new("scripted", &spec(), &opts);
+    let err = run(&mut e, &samples, &opts, &out, false, None, None)
+        .err()
+        .expect("batch 3 of 2 images")
+        .to_string();
+    assert!(
+        err.contains("batch size 3") && err.contains("(2 images)"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written");
+}

@@ -3,16 +3,15 @@
 //! - Classes: mask value 0 → background (0, red cells included), 128 → cytoplasm (1),
 //!   255 → nucleus (2); any other value is [`DataError::UnknownMaskValue`].
 //! - Size: as in the paper, every pair is brought to 112×112 (or the requested `[1, H, W]`)
-//!   without resampling: **centre-cropped** along an axis where it is larger, **padded** where it
-//!   is smaller. Padding replicates the image's edge pixels (a constant fill would draw an
-//!   artificial border the network could learn) and gives the labels background (0). An odd
-//!   difference puts the extra row/column at the end for a crop and at the start for a pad
-//!   (offset = ⌊(source − target) / 2⌋).
+//!   without resampling: centre-cropped or padded ([`InputFit::CropOrPad`], the rule a WBC
+//!   model's images follow on the device too).
 //! - Split: [`split::seeded_split`] with a test set of [`TEST_COUNT`] images: shuffle the sorted
 //!   names with `ChaCha8Rng::seed_from_u64(seed)`, the first 20 are the test set, the next
 //!   `train_size` the training set. The test set depends only on the seed.
 
 use std::collections::HashMap;
+
+use crate::fit::InputFit;
 
 use super::{
     DataError, Dataset, DatasetKind, LoadOptions, Pair, Sample, ValueMap, assemble, check_2d_size,
@@ -49,7 +48,11 @@ pub(crate) fn load(opts: &LoadOptions, with_train: bool) -> Result<Dataset, Data
 /// Reads one pair, maps its labels and crops / pads it to `to_hw`.
 fn load_sample(pair: &Pair, to_hw: [usize; 2], map: &ValueMap) -> Result<Sample, DataError> {
     let (channels, hw, image, labels) = read_pair(pair, map)?;
-    let (image, labels) = crop_or_pad(&image, channels, hw, &labels, to_hw);
+    let fit = InputFit::CropOrPad;
+    let (image, labels) = (
+        fit.image(&image, channels, hw, to_hw),
+        fit.labels(&labels, hw, to_hw),
+    );
     Ok(Sample {
         name: pair.name.clone(),
         channels,
@@ -59,55 +62,10 @@ fn load_sample(pair: &Pair, to_hw: [usize; 2], map: &ValueMap) -> Result<Sample,
     })
 }
 
-/// For each target index along an axis: the source index to copy (clamped to the edge) and
-/// whether it lies inside the source (false = padding).
-fn axis_map(from: usize, to: usize) -> Vec<(usize, bool)> {
-    let offset = (from as isize - to as isize).div_euclid(2);
-    (0..to)
-        .map(|i| {
-            let s = i as isize + offset;
-            let inside = s >= 0 && s < from as isize;
-            (s.clamp(0, from as isize - 1) as usize, inside)
-        })
-        .collect()
-}
-
-/// Centre-crops or pads a planar `[C, H, W]` image and its `[H, W]` labels to `to_hw`
-/// (image padding replicates the edge; label padding is background 0).
-pub fn crop_or_pad(
-    image: &[f32],
-    channels: usize,
-    from_hw: [usize; 2],
-    labels: &[u8],
-    to_hw: [usize; 2],
-) -> (Vec<f32>, Vec<u8>) {
-    let rows = axis_map(from_hw[0], to_hw[0]);
-    let cols = axis_map(from_hw[1], to_hw[1]);
-    let plane = from_hw[0] * from_hw[1];
-    let mut out_image = Vec::with_capacity(channels * to_hw[0] * to_hw[1]);
-    for c in 0..channels {
-        let src = &image[c * plane..][..plane];
-        for &(r, _) in &rows {
-            out_image.extend(cols.iter().map(|&(k, _)| src[r * from_hw[1] + k]));
-        }
-    }
-    let mut out_labels = Vec::with_capacity(to_hw[0] * to_hw[1]);
-    for &(r, r_in) in &rows {
-        out_labels.extend(cols.iter().map(|&(k, k_in)| {
-            if r_in && k_in {
-                labels[r * from_hw[1] + k]
-            } else {
-                0
-            }
-        }));
-    }
-    (out_image, out_labels)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::fixtures::{mask, rgb, write_pairs};
+    use crate::data::fixtures::{mask, write_pairs};
     use crate::data::load_test;
     use crate::io::test_dir;
     use std::path::Path;
@@ -246,34 +204,5 @@ mod tests {
         assert!(matches!(e, DataError::MissingMask { .. }), "{e:?}");
         assert!(e.to_string().contains("005"), "{e}");
         std::fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn crop_or_pad_mixed_axes() {
-        // 3 rows × 5 cols → 5 rows × 3 cols: pad rows by 1 each side, crop 1 column each side.
-        let img = rgb(5, 3, 0);
-        let planar: Vec<f32> = (0..3)
-            .flat_map(|c| {
-                img.pixels()
-                    .map(move |p| f32::from(p.0[c]))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let labels: Vec<u8> = (0..15).map(|i| (i % 3 + 1) as u8).collect();
-        let (out, lab) = crop_or_pad(&planar, 3, [3, 5], &labels, [5, 3]);
-        assert_eq!(out.len(), 45);
-        assert_eq!(
-            &out[..3],
-            &[1.0, 2.0, 3.0],
-            "row 0 replicates source row 0, x = 1..4"
-        );
-        assert_eq!(
-            &out[15 + 12..15 + 15],
-            &[2.0, 2.0, 2.0],
-            "green of the last row = y 2"
-        );
-        assert_eq!(&lab[..3], &[0, 0, 0]);
-        assert_eq!(&lab[3..6], &labels[1..4]);
-        assert_eq!(&lab[12..], &[0, 0, 0]);
     }
 }

@@ -1,5 +1,10 @@
-//! The MSNet program ([`msnet::graph::forward`]) compiled into a runtime plan
-//! (`model.msplan`, format in [`msnet_runtime::format`]).
+//! # msnet-compiler: the MSNet program compiled into a runtime plan
+//!
+//! This crate owns one pass over the network: [`msnet::graph::forward`] (the typed graph of
+//! [`msnet::ir`]) compiled into the plan `msnet-runtime` executes (`model.msplan`, format in
+//! [`msnet_runtime::format`]). `msnet export` calls it on a host, and `msnet-run finetune` on
+//! the device after training, so it links neither tract nor burn. It must not define any part
+//! of the network (that is `msnet`'s) or run a plan (that is `msnet-runtime`'s).
 //!
 //! Three steps:
 //! 1. **Lowering**: [`PlanLowering`] records the program as a node list with shapes.
@@ -26,8 +31,6 @@ use msnet::{Model, Spec, Weights};
 use msnet_runtime::format::{
     FLAG_RELU, HEADER_WORDS, Header, OP_WORDS, OpRecord, Opcode, plan_checksum,
 };
-
-use crate::ExportError;
 
 /// Arena offsets are multiples of this many floats (64 bytes: a cache line, a SIMD vector).
 const ALIGN: usize = 16;
@@ -364,14 +367,19 @@ pub struct CompiledPlan {
     pub macs: u64,
 }
 
-fn too_big(what: &str) -> ExportError {
-    ExportError::Structure(format!(
-        "{what} does not fit the plan format's 32-bit fields"
-    ))
+/// Why a model cannot be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// A count or offset of this model exceeds the plan format's 32-bit fields.
+    #[error(
+        "cannot compile the runtime plan: {0} does not fit the plan format's 32-bit fields \
+         (the model or its input size is too large for a plan)"
+    )]
+    TooBig(&'static str),
 }
 
-fn word(v: usize, what: &str) -> Result<u32, ExportError> {
-    u32::try_from(v).map_err(|_| too_big(what))
+fn word(v: usize, what: &'static str) -> Result<u32, CompileError> {
+    u32::try_from(v).map_err(|_| CompileError::TooBig(what))
 }
 
 /// When each op runs and which arena tensors live when.
@@ -420,7 +428,7 @@ fn schedule(nodes: &[Node], live: &[bool]) -> Schedule {
 }
 
 /// Compiles `model` for the input size `size = [D, H, W]` (already validated by the caller).
-pub fn compile_plan(model: &Model, size: [usize; 3]) -> Result<CompiledPlan, ExportError> {
+pub fn compile_plan(model: &Model, size: [usize; 3]) -> Result<CompiledPlan, CompileError> {
     let spec = &model.spec;
     let weights: &Weights = &model.weights;
     let mut lowering = PlanLowering::new(spec, size);
@@ -716,6 +724,24 @@ mod tests {
             }
             assert_eq!(m.arena_len, m.lower_bound, "{size:?}");
         }
+    }
+
+    /// A compiled plan is one the runtime accepts (checksum, header, op records), for the
+    /// model's shape, and its weights are the model's (a change of one weight changes it).
+    #[test]
+    fn compiled_plans_parse_in_the_runtime() {
+        let config = msnet::Config::new(2, 3, 3);
+        let spec = Spec::new(&config);
+        let weights = msnet::weights::init(&spec, 7, Default::default());
+        let mut model = Model { spec, weights };
+        let plan = compile_plan(&model, [1, 32, 32]).unwrap();
+        let buffer = msnet_runtime::host::PlanBuffer::from_bytes(&plan.bytes);
+        let parsed = buffer.plan().unwrap();
+        assert_eq!(parsed.size(), [1, 32, 32]);
+        assert_eq!(parsed.output_len(), 3 * 32 * 32);
+        assert_eq!(parsed.header().op_count as usize, plan.ops);
+        model.weights.tensors[0][0] += 1.0;
+        assert_ne!(compile_plan(&model, [1, 32, 32]).unwrap().bytes, plan.bytes);
     }
 
     #[test]
