@@ -215,8 +215,6 @@ pub fn evaluate(
     } else {
         None
     };
-    // The disc: every class above the background.
-    let disc_labels: Vec<u8> = (1..classes).map(|c| c as u8).collect();
     let mut images = Vec::with_capacity(test.len());
     let mut regions = Vec::new();
     let mut vcdr = VcdrReport {
@@ -230,6 +228,7 @@ pub fn evaluate(
                 &s.name, &pred, &s.labels, s.shape, classes,
             )?);
             if let Some((experts, disc_cup)) = &experts {
+                let disc_labels: Vec<u8> = disc_cup.disc_labels().collect();
                 regions.push(metrics::union_metrics(
                     &s.name,
                     &pred,

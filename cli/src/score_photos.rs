@@ -82,6 +82,7 @@ pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
     }
     let experts = data::drishti_expert_cdr(&root)?;
     let disc_cup = DiscCup::new(CLASSES).expect("three classes are a disc/cup map");
+    let disc_labels: Vec<u8> = disc_cup.disc_labels().collect();
     let mut regions: Vec<(ClassMetrics, ClassMetrics)> = Vec::new();
     let mut vcdr = VcdrReport {
         per_image: Vec::new(),
@@ -105,8 +106,8 @@ pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
         for (&t, &p) in truth.iter().zip(&pred) {
             confusion[usize::from(t)][usize::from(p)] += 1;
         }
-        let disc = metrics::union_metrics(name, &pred, &truth, shape, &[1, 2])?;
-        regions.push((disc, per_class.classes[2]));
+        let disc = metrics::union_metrics(name, &pred, &truth, shape, &disc_labels)?;
+        regions.push((disc, per_class.classes[usize::from(disc_cup.cup())]));
         let expert = *experts.get(name).with_context(|| {
             format!(
                 "{}: no expert ratio for {name}",

@@ -43,6 +43,11 @@ impl DiscCup {
         label > 0
     }
 
+    /// The labels that make up the disc (rim and cup): every class above the background.
+    pub fn disc_labels(&self) -> core::ops::RangeInclusive<u8> {
+        1..=self.cup
+    }
+
     pub fn is_cup(&self, label: u8) -> bool {
         label == self.cup
     }
@@ -135,6 +140,9 @@ mod tests {
     #[test]
     fn the_cup_is_the_last_class_of_a_model_that_names_it() {
         assert_eq!(DiscCup::new(4).unwrap().cup(), 3);
+        let dc = DiscCup::new(3).unwrap();
+        assert_eq!(dc.disc_labels(), 1..=2);
+        assert!(dc.disc_labels().all(|l| dc.is_disc(l)) && !dc.is_disc(0));
         assert_eq!(DiscCup::new(2), None);
         let names = ["background", "rim", "cup"];
         assert_eq!(DiscCup::for_class_names(&names), DiscCup::new(3));
