@@ -6,15 +6,15 @@
 # (the first N by name), so the test images stay unseen; `msnet eval` refuses a fine-tuned
 # model that saw one.
 #
-#   scripts/finetune-demo.sh [N] [ITERATIONS]        default: 20 images, 300 iterations
+#   scripts/finetune-demo.sh [N] [ITERATIONS]        default: 20 images, 1000 iterations
 #
 # Environment: MSNET_DATA (default ../shared/data), RUNS (default runs/), THREADS (default 2),
-# AUGMENT (default: default), LR (default 1e-4),
+# AUGMENT (default: default), LR (default 1e-3),
 # MSNET and MSNET_RUN (the binaries; default: built here in release mode).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-20}"
-iterations="${2:-300}"
+iterations="${2:-1000}"
 export MSNET_DATA="${MSNET_DATA:-../shared/data}"
 data="$MSNET_DATA/wbc_dataset1"
 if [[ ! -d "$data/images" ]]; then
@@ -27,7 +27,7 @@ if [[ -z "${MSNET:-}" || -z "${MSNET_RUN:-}" ]]; then
     MSNET_RUN="${CARGO_TARGET_DIR:-target}/release/msnet-run"
 fi
 base=models/wbc-s10-seed0
-lr="${LR:-1e-4}"
+lr="${LR:-1e-3}"
 out="${RUNS:-runs}/finetune-wbc-s10-n$n-it$iterations-aug${AUGMENT:-default}-lr$lr"
 mapfile -t names < <(python3 - "$base/config.json" "$data/images" "$n" <<'PY'
 import json, os, sys
