@@ -1,12 +1,13 @@
 //! `msnet-run finetune`: a shipped model trained further on a few labelled images of this
 //! device's own, into a new model directory that `segment`, `watch` and `verify` take at once.
 //!
-//! - **Inputs** are read exactly as `segment` reads them ([`msnet_run::preprocess`]: channel
+//! - **Inputs** are read exactly as `segment` (2D) or `segment-volume` (3D) reads them ([`msnet_run::preprocess`]: channel
 //!   matching, brought to the model's input by its [`InputFit`]), so the model trains on what
 //!   it will see, in the geometry its base model was trained in.
 //!   **Masks** are read as `segment` writes them (class `c` of `n` is gray `c·⌊255/(n−1)⌋`,
 //!   [`msnet::labels::mask_png`]), so a corrected device mask can go straight back in, or
-//!   with `--mask-values` in any other gray coding; they follow the image's fit.
+//!   with `--mask-values` in any other gray coding; they follow the image's fit. 3D label
+//!   volumes hold class indices, as `segment-volume` writes them.
 //! - **Training** is the native engine ([`msnet_native`], msnet-runtime's kernels) in the
 //!   shared loop ([`msnet_training::train`]): checkpoints every `--checkpoint-every`
 //!   iterations, `--resume` bit-identical to an uninterrupted run, and a non-finite loss
@@ -30,7 +31,7 @@ use msnet::config::{Augmentation, BaseModel, Loss, TrainingRecord};
 use msnet::data::Sample;
 use msnet::fit::InputFit;
 use msnet::golden::{self, BundleInfo, FileDigest};
-use msnet::io::read_mask;
+use msnet::io::{read_mask, read_volume_u8};
 use msnet::labels::mask_png;
 use msnet::model::{CONFIG_FILE, WEIGHTS_FILE};
 use msnet_native::{NativeOptions, NativeReference, NativeTrainer};
@@ -40,19 +41,21 @@ use msnet_runtime::host::{PlanBuffer, Session};
 use msnet_training::{Outcome, Run, Step, TrainOptions, checkpoint};
 
 use crate::model::Threads;
+use crate::volume::{resample_nearest, volume_input};
 
 #[derive(Args)]
 pub struct FinetuneArgs {
-    /// The model to start from: a directory with config.json and model.safetensors (a 2D
-    /// model; 3D models train on a host with `msnet train`).
+    /// The model to start from: a directory with config.json and model.safetensors.
     #[arg(long)]
     model: PathBuf,
-    /// Training images (PNG, JPEG, BMP or TIFF), read as `segment` reads them.
+    /// Training images (PNG, JPEG, BMP or TIFF), read as `segment` reads them; for a 3D model,
+    /// NIfTI volumes, read as `segment-volume` reads them.
     #[arg(long, required = true, num_args = 1..)]
     images: Vec<PathBuf>,
     /// Their masks, in the same order: 8-bit gray, the size of their image, coded as
-    /// `segment` writes NAME.mask.png (class c of n as gray c × ⌊255/(n−1)⌋) unless
-    /// --mask-values says otherwise.
+    /// `segment` writes NAME.mask.png (class c of n as gray c × ⌊255/(n−1)⌋); for a 3D model,
+    /// NIfTI label volumes of class indices on their volume's grid (as `segment-volume` writes
+    /// them). --mask-values gives another coding.
     #[arg(long, required = true, num_args = 1..)]
     masks: Vec<PathBuf>,
     /// The gray value of each class, in class order, for masks in another coding, e.g.
@@ -116,20 +119,22 @@ pub fn run(a: &FinetuneArgs) -> Result<ExitCode> {
     let base = msnet::Model::load(&a.model)
         .with_context(|| format!("cannot load the base model {}", a.model.display()))?;
     let cfg = base.config().clone();
-    if cfg.dims != 2 {
+    if cfg.dims == 3 && cfg.in_channels != 1 {
         bail!(
-            "{} is a {}D model; finetune reads 2D images (train 3D models with `msnet train` \
-             on a host)",
+            "{}: a 3D model of {} channels; a NIfTI volume gives 1",
             a.model.display(),
-            cfg.dims
+            cfg.in_channels
         );
     }
-    let values = MaskValues::new(a.mask_values.as_deref(), cfg.classes)?;
+    let values = MaskValues::new(a.mask_values.as_deref(), cfg.classes, cfg.dims)?;
     let samples = a
         .images
         .iter()
         .zip(&a.masks)
-        .map(|(image, mask)| read_pair(image, mask, &cfg, &values, &a.image_budget))
+        .map(|(image, mask)| match cfg.dims {
+            3 => read_volume_pair(image, mask, &cfg, &values),
+            _ => read_pair(image, mask, &cfg, &values, &a.image_budget),
+        })
         .collect::<Result<Vec<_>>>()?;
 
     let base_record = cfg.training.clone();
@@ -246,7 +251,9 @@ struct MaskValues {
 }
 
 impl MaskValues {
-    fn new(explicit: Option<&str>, classes: usize) -> Result<Self> {
+    /// `explicit` (--mask-values), else the coding `segment` writes (2D, gray steps) or
+    /// `segment-volume` writes (3D, class indices).
+    fn new(explicit: Option<&str>, classes: usize, dims: usize) -> Result<Self> {
         let values: Vec<u8> = match explicit {
             Some(text) => text
                 .split(',')
@@ -256,6 +263,7 @@ impl MaskValues {
                     })
                 })
                 .collect::<Result<_>>()?,
+            None if dims == 3 => (0..classes).map(|c| c as u8).collect(),
             None => (0..classes)
                 .map(|c| mask_png::gray_of(c as u8, classes))
                 .collect(),
@@ -292,7 +300,8 @@ impl MaskValues {
                     let hint = if self.explicit {
                         ""
                     } else {
-                        " (the coding `segment` writes; give another with --mask-values)"
+                        " (the coding `segment` and `segment-volume` write; give another with \
+                         --mask-values)"
                     };
                     anyhow!(
                         "{}: gray value {g} is no class of this model; the classes are {{{}}}{hint}",
@@ -339,6 +348,45 @@ fn read_pair(
         image: read.input,
         labels: fit.labels(&labels, mask_hw, [h, w]),
     })
+}
+
+/// One 3D training sample: a NIfTI volume as `segment-volume` reads it, and its label volume
+/// (the same grid) resampled by nearest neighbour.
+fn read_volume_pair(
+    image: &Path,
+    mask: &Path,
+    cfg: &msnet::Config,
+    values: &MaskValues,
+) -> Result<Sample> {
+    let (shape, input) = volume_input(image, cfg.input_size)?;
+    let (mask_shape, raw) = read_volume_u8(mask)?;
+    if mask_shape != shape {
+        bail!(
+            "{} is {mask_shape:?} ([D, H, W]) but its volume {} is {shape:?}: a label volume \
+             must be on its volume's grid",
+            mask.display(),
+            image.display()
+        );
+    }
+    let labels = values.labels(mask, &raw)?;
+    Ok(Sample {
+        name: volume_stem(image),
+        channels: 1,
+        shape: cfg.input_size,
+        image: input,
+        labels: resample_nearest(&labels, shape, cfg.input_size),
+    })
+}
+
+/// A NIfTI file's name without `.nii` or `.nii.gz`.
+fn volume_stem(path: &Path) -> String {
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    );
+    name.trim_end_matches(".gz")
+        .trim_end_matches(".nii")
+        .to_string()
 }
 
 /// The plan and golden bundle of the trained model in `out`, checked against each other

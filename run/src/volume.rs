@@ -7,7 +7,7 @@
 //! nearest neighbour. The volume should already be cropped to the region the model was trained
 //! on (for the ACDC model: the heart, as the scanner's localiser or a bounding box gives it).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -49,8 +49,25 @@ fn resample_linear(volume: &[f32], from: [usize; 3], to: [usize; 3]) -> Vec<f32>
     resize_bilinear(&planes, 1, [d, th * tw], [td, th * tw])
 }
 
+/// The volume at `path` as a 3D model's input at `size` (min-max normalised, resampled
+/// linearly: the module docs), with the volume's own `[D, H, W]`.
+pub fn volume_input(path: &Path, size: [usize; 3]) -> Result<([usize; 3], Vec<f32>)> {
+    let (shape, mut voxels) = read_volume_f32(path)?;
+    if let Some(i) = voxels.iter().position(|v| !v.is_finite()) {
+        bail!("{}: voxel {i} is NaN or infinite", path.display());
+    }
+    let (lo, hi) = voxels
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    voxels.iter_mut().for_each(|v| *v = (*v - lo) / span);
+    Ok((shape, resample_linear(&voxels, shape, size)))
+}
+
 /// Nearest-neighbour resampling of a `[D, H, W]` label volume to `to`.
-fn resample_nearest(labels: &[u8], from: [usize; 3], to: [usize; 3]) -> Vec<u8> {
+pub fn resample_nearest(labels: &[u8], from: [usize; 3], to: [usize; 3]) -> Vec<u8> {
     let [d, h, w] = from;
     let [td, th, tw] = to;
     let planes: Vec<u8> = labels
@@ -116,22 +133,10 @@ pub fn run(a: &VolumeArgs) -> Result<ExitCode> {
             mib(volume_bytes)
         );
     }
-    let (read_shape, mut voxels) = read_volume_f32(&a.volume)?;
+    let (read_shape, input) = volume_input(&a.volume, size)?;
     if read_shape != shape {
         bail!("{}: changed while it was being read", a.volume.display());
     }
-    if let Some(i) = voxels.iter().position(|v| !v.is_finite()) {
-        bail!("{}: voxel {i} is NaN or infinite", a.volume.display());
-    }
-    let (lo, hi) = voxels
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    voxels.iter_mut().for_each(|v| *v = (*v - lo) / span);
-    let input = resample_linear(&voxels, shape, size);
-    drop(voxels);
 
     let mut session = model.session(&a.threads)?;
     let mut probs = vec![0.0; plan.output_len()];

@@ -219,32 +219,79 @@ fn inputs_that_do_not_fit_are_refused_naming_the_file() {
     ]);
     assert!(!o.status.success());
     assert!(text(&o).contains("2 images but 1 masks"), "{}", text(&o));
-    // The base model's own directory, and a 3D model.
-    for (model, into_itself, needle) in [
-        ("wbc", true, "is the --model directory"),
-        ("acdc-3d", false, "3D model"),
-    ] {
-        let base = shipped_model(model);
-        let target = if into_itself {
-            base.clone()
-        } else {
-            out.clone()
-        };
-        let o = msnet_run(&[
+    // The base model's own directory.
+    let base = shipped_model("wbc");
+    let o = msnet_run(&[
+        "finetune",
+        "--model",
+        s(&base),
+        "--out",
+        s(&base),
+        "--iterations",
+        "1",
+        "--images",
+        s(&image),
+        "--masks",
+        s(&mask),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("is the --model directory"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_3d_model_fine_tunes_on_nifti_volumes_and_verifies() {
+    let dir = scratch("finetune-3d");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-3d");
+    // Phantom volumes on another grid than the model's 4×8×8, labels as class indices.
+    let shape = [6, 12, 10];
+    let mut pairs = Vec::new();
+    for seed in 0..2 {
+        let p = msnet::phantom::nested_ellipses(seed, 1, shape, 2);
+        let image = dir.join(format!("v{seed}.nii.gz"));
+        let labels = dir.join(format!("v{seed}.labels.nii.gz"));
+        msnet::io::write_volume_f32(&image, shape, &p.image).unwrap();
+        msnet::io::write_volume_u8(&labels, shape, &p.labels).unwrap();
+        pairs.push((image, labels));
+    }
+    let run = |masks: &[&Path], out: &Path| {
+        let mut args = vec![
             "finetune",
             "--model",
             s(&base),
             "--out",
-            s(&target),
+            s(out),
             "--iterations",
-            "1",
-            "--images",
-            s(&image),
-            "--masks",
-            s(&mask),
-        ]);
-        assert!(!o.status.success());
-        assert!(text(&o).contains(needle), "{}", text(&o));
-    }
+            "2",
+        ];
+        args.push("--images");
+        args.extend(pairs.iter().map(|(i, _)| s(i)));
+        args.push("--masks");
+        args.extend(masks.iter().map(|m| s(m)));
+        msnet_run(&args)
+    };
+    let out = dir.join("tuned");
+    let masks: Vec<&Path> = pairs.iter().map(|(_, m)| m.as_path()).collect();
+    let o = run(&masks, &out);
+    assert!(o.status.success(), "{}", text(&o));
+    let record = &json(&out.join("config.json"))["training"];
+    assert_eq!(record["train"], serde_json::json!(["v0", "v1"]));
+    let o = msnet_run(&["verify", "--model", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // A label volume on another grid than its volume.
+    let odd = dir.join("odd.labels.nii.gz");
+    msnet::io::write_volume_u8(&odd, [6, 12, 9], &vec![0; 6 * 12 * 9]).unwrap();
+    let o = run(&[masks[0], &odd], &dir.join("bad"));
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("odd.labels.nii.gz") && text(&o).contains("grid"),
+        "{}",
+        text(&o)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
