@@ -71,7 +71,7 @@ impl InputFit {
                     axis_map(from_hw[1], to_hw[1]),
                 );
                 let mut out = Vec::with_capacity(channels * to_hw[0] * to_hw[1]);
-                for src in image.chunks_exact(plane.max(1)).take(channels) {
+                for src in image.chunks_exact(plane.max(1)) {
                     for &(r, _) in &rows {
                         out.extend(cols.iter().map(|&(k, _)| src[r * from_hw[1] + k]));
                     }

@@ -41,6 +41,7 @@ use msnet_runtime::host::{PlanBuffer, Session};
 use msnet_training::{Outcome, Run, Step, TrainOptions, checkpoint};
 
 use crate::model::Threads;
+use crate::segment::stem;
 use crate::volume::{resample_nearest, volume_input};
 
 #[derive(Args)]
@@ -102,6 +103,9 @@ pub struct FinetuneArgs {
 }
 
 pub fn run(a: &FinetuneArgs) -> Result<ExitCode> {
+    if a.iterations == 0 {
+        bail!("--iterations must be at least 1");
+    }
     if a.images.len() != a.masks.len() {
         bail!(
             "{} images but {} masks: give one mask per image, in the same order",
@@ -127,20 +131,10 @@ pub fn run(a: &FinetuneArgs) -> Result<ExitCode> {
         );
     }
     let values = MaskValues::new(a.mask_values.as_deref(), cfg.classes, cfg.dims)?;
-    let samples = a
-        .images
-        .iter()
-        .zip(&a.masks)
-        .map(|(image, mask)| match cfg.dims {
-            3 => read_volume_pair(image, mask, &cfg, &values),
-            _ => read_pair(image, mask, &cfg, &values, &a.image_budget),
-        })
-        .collect::<Result<Vec<_>>>()?;
-
     let base_record = cfg.training.clone();
     let opts = TrainOptions {
         iterations: a.iterations,
-        batch_size: a.batch_size.unwrap_or(samples.len().min(4)),
+        batch_size: a.batch_size.unwrap_or(a.images.len().min(4)),
         learning_rate: a.lr,
         seed: a.seed,
         checkpoint_every: a.checkpoint_every,
@@ -156,9 +150,16 @@ pub fn run(a: &FinetuneArgs) -> Result<ExitCode> {
         },
         ..TrainOptions::default()
     };
-    if a.iterations == 0 {
-        bail!("--iterations must be at least 1");
-    }
+    let samples = a
+        .images
+        .iter()
+        .zip(&a.masks)
+        .map(|(image, mask)| match cfg.dims {
+            3 => read_volume_pair(image, mask, &cfg, &values),
+            _ => read_pair(image, mask, &cfg, &values, &a.image_budget),
+        })
+        .collect::<Result<Vec<_>>>()?;
+
     if a.force {
         checkpoint::discard(&a.out)?;
     }
@@ -339,10 +340,7 @@ fn read_pair(
     }
     let labels = values.labels(mask, &grays)?;
     Ok(Sample {
-        name: image.file_stem().map_or_else(
-            || image.display().to_string(),
-            |s| s.to_string_lossy().into(),
-        ),
+        name: stem(image),
         channels: cfg.in_channels,
         shape: cfg.input_size,
         image: read.input,
@@ -370,23 +368,12 @@ fn read_volume_pair(
     }
     let labels = values.labels(mask, &raw)?;
     Ok(Sample {
-        name: volume_stem(image),
+        name: stem(image),
         channels: 1,
         shape: cfg.input_size,
         image: input,
         labels: resample_nearest(&labels, shape, cfg.input_size),
     })
-}
-
-/// A NIfTI file's name without `.nii` or `.nii.gz`.
-fn volume_stem(path: &Path) -> String {
-    let name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into(),
-    );
-    name.trim_end_matches(".gz")
-        .trim_end_matches(".nii")
-        .to_string()
 }
 
 /// The plan and golden bundle of the trained model in `out`, checked against each other

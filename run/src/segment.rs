@@ -126,13 +126,18 @@ impl Outputs {
     }
 }
 
-/// An image's file name without its extension: the name its outputs are given.
+/// An image's file name without its extension (a volume's without `.nii` or `.nii.gz`): the
+/// name its outputs, or a training sample made of it, are given.
 pub fn stem(image: &Path) -> String {
-    image
-        .file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
+    let name = image.file_name().unwrap_or_default().to_string_lossy();
+    match msnet::io::nifti::volume_name(&name) {
+        Some(volume) => volume.to_string(),
+        None => image
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
+    }
 }
 
 pub struct DiscCup {

@@ -24,6 +24,7 @@
 //! Split: by patient ([`split::patient_split`]): 10 test patients (20 volumes) by seed; the
 //! training volumes come from the other patients, one frame per patient before any second one.
 
+use crate::io::nifti::volume_name;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -85,12 +86,6 @@ fn check_size(size: [usize; 3]) -> Result<usize, DataError> {
                 .into(),
         }),
     }
-}
-
-/// The volume name of a NIfTI file name, if it is one.
-fn volume_name(file: &str) -> Option<&str> {
-    file.strip_suffix(".nii.gz")
-        .or_else(|| file.strip_suffix(".nii"))
 }
 
 /// Lists `images/*.nii[.gz]` with their `labels/` counterparts, sorted by name.

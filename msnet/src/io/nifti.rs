@@ -36,6 +36,12 @@ const VOX_OFFSET: usize = 352;
 /// The largest extension block we are willing to skip before the voxels.
 const MAX_VOX_OFFSET: usize = 1 << 24;
 
+/// The volume name of a NIfTI file name (without `.nii.gz` or `.nii`), if it is one.
+pub fn volume_name(file: &str) -> Option<&str> {
+    file.strip_suffix(".nii.gz")
+        .or_else(|| file.strip_suffix(".nii"))
+}
+
 /// Reads a 3D volume as `f32`: `([d, h, w], voxels)` (see the module docs).
 pub fn read_volume_f32(path: &Path) -> Result<([usize; 3], Vec<f32>), IoError> {
     let (reader, layout) = open_volume(path)?;
