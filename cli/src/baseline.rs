@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use msnet::data::{Dataset, DatasetKind};
+use msnet_datasets::{Dataset, DatasetKind};
 use msnet_trainer::baseline::UNet;
 use msnet_trainer::{BaselineRun, baseline_labels, device};
 use msnet_training::{Outcome, TrainOptions, Validation};

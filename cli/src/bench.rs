@@ -9,8 +9,8 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 use msnet::config::TrainingRecord;
-use msnet::phantom::nested_ellipses;
 use msnet::{Config, Spec};
+use msnet_io::phantom::nested_ellipses;
 use msnet_training::{Run, TrainOptions};
 use serde_json::json;
 

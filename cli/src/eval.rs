@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use msnet::Model;
 use msnet::config::TrainingRecord;
-use msnet::data::{DatasetKind, Sample};
-use msnet::metrics::{self, ClassMetrics, ImageMetrics, Summary};
+use msnet_datasets::{DatasetKind, Sample};
+use msnet_eval::metrics::{self, ClassMetrics, ImageMetrics, Summary};
 use msnet_trainer::{Predictor, device};
 use serde_json::json;
 
@@ -84,7 +84,7 @@ pub fn run(a: &EvalArgs) -> Result<ExitCode> {
         data.size = Some(format!("{d}x{h}x{w}"));
     }
     let opts = setup::load_options(&data, kind, 0, training.seed, Some(training.test.clone()))?;
-    let ds = msnet::data::load(&opts)?;
+    let ds = msnet_datasets::load(&opts)?;
     let predictor = Predictor::new(&model, device::device());
     let evaluation = evaluate(
         &ds.test,
@@ -209,9 +209,9 @@ pub fn evaluate(
     let classes = setup.class_names.len();
     let drishti = setup.kind == DatasetKind::Drishti;
     let experts = if drishti {
-        let disc_cup = msnet::labels::DiscCup::for_class_names(setup.class_names)
+        let disc_cup = msnet_labels::DiscCup::for_class_names(setup.class_names)
             .context("a Drishti-GS1 model's last class must be the cup")?;
-        Some((msnet::data::drishti_expert_cdr(setup.root)?, disc_cup))
+        Some((msnet_datasets::drishti_expert_cdr(setup.root)?, disc_cup))
     } else {
         None
     };
@@ -346,7 +346,7 @@ fn write_overlay(dir: &Path, s: &Sample, pred: &[u8], classes: usize) -> Result<
         .collect();
     let slice = |labels: &[u8]| labels[z * plane..(z + 1) * plane].to_vec();
     let path = dir.join(format!("{}.png", s.name));
-    msnet::overlay::write_overlay(
+    msnet_eval::overlay::write_overlay(
         &path,
         &image,
         s.channels,

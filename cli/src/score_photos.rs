@@ -1,7 +1,7 @@
 //! `msnet score-photos`: the whole-photograph disc/cup pipeline (`msnet-run segment
 //! --locator`) scored on Drishti-GS1's test photographs, in the photographs' own coordinates.
 //!
-//! It reads what the device wrote, not a model: the mask PNGs (`msnet::labels::mask_png`) and,
+//! It reads what the device wrote, not a model: the mask PNGs (`msnet_labels::mask_png`) and,
 //! for the locator, the JSON lines `msnet-run` printed. The truth is `full/test/labels/` (rim 1,
 //! cup 2), the disc centres of `full/full_index.csv` and the experts' ratios of
 //! `roi_index.csv`. A photograph without a mask (the locator found no disc) scores as an empty
@@ -13,10 +13,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use msnet::data::{self, DatasetKind};
-use msnet::io::read_mask;
-use msnet::labels::{DiscCup, mask_png};
-use msnet::metrics::{self, ClassMetrics};
+use msnet_datasets::{self, DatasetKind};
+use msnet_eval::metrics::{self, ClassMetrics};
+use msnet_io::read_mask;
+use msnet_labels::{DiscCup, mask_png};
 use serde_json::json;
 
 use crate::eval::{VcdrReport, metric_json};

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use msnet::Config;
 use msnet::config::Normalization;
-use msnet::data::{self, Dataset, DatasetKind, FolderSpec, LoadOptions, Sample};
+use msnet_datasets::{self, Dataset, DatasetKind, FolderSpec, LoadOptions, Sample};
 
 use crate::DataArgs;
 

@@ -195,7 +195,7 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
     let kind = setup::dataset_kind(a.data.dataset.as_deref().unwrap_or("wbc"))?;
     let opts = setup::load_options(&a.data, kind, a.train_size, a.seed, None)?;
     eprintln!("loading {kind} from {}", opts.root.display());
-    let mut ds = msnet::data::load(&opts)?;
+    let mut ds = msnet_datasets::load(&opts)?;
     if a.val_count >= ds.train.len() {
         anyhow::bail!(
             "--val-count {} leaves no training images out of S = {}",

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use msnet::phantom::nested_ellipses;
+use msnet_io::phantom::nested_ellipses;
 
 fn msnet(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_msnet"))
@@ -43,8 +43,8 @@ fn write_folder_dataset(root: &Path, n: u64) {
             .map(|&l| [0u8, 128, 255][l as usize])
             .collect();
         let name = format!("p{i:02}.png");
-        msnet::io::write_gray_png(&root.join("images").join(&name), [40, 40], &image).unwrap();
-        msnet::io::write_gray_png(&root.join("masks").join(&name), [40, 40], &mask).unwrap();
+        msnet_io::write_gray_png(&root.join("images").join(&name), [40, 40], &image).unwrap();
+        msnet_io::write_gray_png(&root.join("masks").join(&name), [40, 40], &mask).unwrap();
     }
 }
 
@@ -160,8 +160,8 @@ fn train_then_eval_on_a_folder_dataset() {
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(t.contains("model.onnx") && t.contains("tract-nnef"), "{t}");
-    let (manifest, cases) = msnet::golden::load(&out).unwrap();
-    msnet::golden::check_digests(&out, &manifest).unwrap();
+    let (manifest, cases) = msnet_eval::golden::load(&out).unwrap();
+    msnet_eval::golden::check_digests(&out, &manifest).unwrap();
     assert_eq!((manifest.input_shape, cases.len()), (vec![1, 1, 32, 32], 3));
     let o = msnet(&["export", out_s, "--shape", "30x30"]);
     assert!(!o.status.success());

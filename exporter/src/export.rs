@@ -4,7 +4,7 @@
 //! - `model.onnx` ([`crate::onnx`]),
 //! - `model.nnef.tgz` ([`crate::nnef`]),
 //! - `model.msplan` ([`msnet_compiler`]), the plan `msnet-runtime` executes,
-//! - `golden/` ([`msnet::golden`]): the generated inputs with the reference engine's outputs
+//! - `golden/` ([`msnet_eval::golden`]): the generated inputs with the reference engine's outputs
 //!   and a manifest holding the sha256 of every model file.
 //!
 //! Before anything is moved into place, the written ONNX and NNEF files are read back and run
@@ -16,9 +16,9 @@
 
 use std::path::Path;
 
-use msnet::golden::{self, BundleInfo, Comparison, FileDigest, Manifest, Reference};
 use msnet::model::{CONFIG_FILE, WEIGHTS_FILE};
 use msnet::{Model, fsutil};
+use msnet_eval::golden::{self, BundleInfo, Comparison, FileDigest, Manifest, Reference};
 
 use crate::ExportError;
 use crate::nnef::nnef_bytes;

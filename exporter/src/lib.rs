@@ -7,7 +7,7 @@
 //! - [`nnef`]: the fixed-shape tract plan (`model.nnef.tgz`);
 //! - the runtime plan (`model.msplan`) that `msnet-runtime` executes, compiled by
 //!   [`msnet_compiler`];
-//! - golden bundles (`golden/`, format in [`msnet::golden`]);
+//! - golden bundles (`golden/`, format in [`msnet_eval::golden`]);
 //! - [`tract_check`]: running the ONNX and NNEF files with tract for the self-check;
 //! - [`stage`]: the all-or-nothing write of the artifacts, and recovery after a kill.
 //!
@@ -25,8 +25,8 @@ pub mod tract_check;
 pub use export::{
     ARTIFACTS, CaseCheck, ExportReport, NNEF_FILE, ONNX_FILE, PLAN_FILE, ROUNDING_PROBE, export,
 };
-pub use msnet::golden::Reference;
 pub use msnet_compiler::{CompiledPlan, compile_plan};
+pub use msnet_eval::golden::Reference;
 pub use nnef::nnef_bytes;
 pub use onnx::{OnnxLowering, build_onnx, check_structure, check_weights, onnx_bytes, write_onnx};
 pub use tract_check::{Comparison, TractModel, compare, run_onnx_tract};
@@ -89,5 +89,5 @@ pub enum ExportError {
     Fs(#[from] msnet::fsutil::FsError),
     /// Writing the golden bundle failed.
     #[error("{0}")]
-    Golden(#[from] msnet::golden::GoldenError),
+    Golden(#[from] msnet_eval::golden::GoldenError),
 }

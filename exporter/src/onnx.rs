@@ -42,9 +42,9 @@ pub const IR_VERSION: i64 = 8;
 /// `producer_name` of every export.
 pub const PRODUCER: &str = "msnet-edge";
 /// Name of the graph input (the image in `[0, 1]`).
-pub const INPUT: &str = msnet::golden::INPUT_NAME;
+pub const INPUT: &str = msnet_eval::golden::INPUT_NAME;
 /// Name of the graph output (class probabilities).
-pub const OUTPUT: &str = msnet::golden::OUTPUT_NAME;
+pub const OUTPUT: &str = msnet_eval::golden::OUTPUT_NAME;
 
 /// Inputs each emitted operator takes (optional inputs passed as `""` count).
 fn arity(op_type: &str) -> Option<usize> {

@@ -11,7 +11,7 @@ use tract_onnx::prelude::*;
 use crate::ExportError;
 use crate::onnx::check_structure;
 
-pub use msnet::golden::{ATOL, Comparison, RTOL, compare};
+pub use msnet_eval::golden::{ATOL, Comparison, RTOL, compare};
 
 pub(crate) fn tract_err(stage: &'static str) -> impl FnOnce(TractError) -> ExportError {
     move |e| ExportError::Tract {

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use msnet::config::{InitSpec, Normalization};
-use msnet::golden::{self, Reference};
 use msnet::model::WEIGHTS_FILE;
 use msnet::{Config, Model, Spec, weights};
+use msnet_eval::golden::{self, Reference};
 use msnet_exporter::stage::{JOURNAL_FILE, Staging, recover};
 use msnet_exporter::{
     ARTIFACTS, ExportError, NNEF_FILE, ONNX_FILE, PLAN_FILE, TractModel, check_structure,
@@ -140,7 +140,7 @@ fn export_and_verify(m: &Model, tag: &str) {
         }
     }
     // The phantom case must exercise more than one class, or argmax equality says little.
-    let labels = msnet::labels::argmax(&cases[0].output, cfg.classes);
+    let labels = msnet_labels::argmax(&cases[0].output, cfg.classes);
     assert!(
         labels.iter().any(|&l| l != labels[0]),
         "constant prediction"

@@ -4,12 +4,13 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use msnet::config::{InitSpec, Normalization};
-use msnet::{Config, Model, Spec, phantom, weights};
+use msnet::{Config, Model, Spec, weights};
 use msnet_exporter::onnx::{INPUT, OPSET, OUTPUT};
 use msnet_exporter::{
     ExportError, build_onnx, check_structure, check_weights, compare, onnx_bytes, run_onnx_tract,
     write_onnx,
 };
+use msnet_io::phantom;
 use msnet_trainer::Predictor;
 use prost::Message;
 
@@ -59,7 +60,7 @@ fn burn_vs_tract(model: &Model, seed: u64) -> f32 {
         cmp.max_abs_diff
     );
     assert!(cmp.argmax_equal, "argmax differs");
-    let labels = msnet::labels::argmax(&reference, cfg.classes);
+    let labels = msnet_labels::argmax(&reference, cfg.classes);
     let mut seen = vec![false; cfg.classes];
     labels.iter().for_each(|&l| seen[l as usize] = true);
     assert!(

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use msnet::fit::InputFit;
+use msnet_io::fit::InputFit;
 use msnet_run::preprocess::decode_model_input;
 
 fuzz_target!(|data: &[u8]| {

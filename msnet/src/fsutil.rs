@@ -24,6 +24,23 @@ fn fs_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Erro
     }
 }
 
+/// A unique, empty folder under the system temp dir for a test or an example: named by `tag`,
+/// the process and a per-process counter, so tests running in parallel never share one.
+/// Panics if the temp dir cannot be written: it serves test fixtures only, where that is the
+/// failure to report.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "msnet-{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot make the scratch folder {}: {e}", dir.display()));
+    dir
+}
+
 /// A fresh temporary sibling for a write: same folder, so the rename is atomic; hidden, and
 /// unique per process and call, so concurrent writers of one target never share it.
 fn temp_path(path: &Path) -> PathBuf {

@@ -2,7 +2,7 @@
 //! owns batches, schedule, checkpoints, validation and stopping.
 
 use msnet::Weights;
-use msnet::data::Sample;
+use msnet::sample::Sample;
 use msnet_training::Engine;
 
 use crate::trainer::NativeTrainer;

@@ -91,7 +91,7 @@ impl Network {
         Weights { tensors }
     }
 
-    /// Values per sample of the input image (channels first, as [`msnet::data::Sample`]).
+    /// Values per sample of the input image (channels first, as [`msnet::sample::Sample`]).
     pub fn input_len(&self) -> usize {
         self.graph.nodes[0].shape.len()
     }

@@ -1,9 +1,9 @@
 //! The native forward pass as the reference of a golden bundle: what `msnet-run finetune`
 //! stores beside the model it trained, where no burn is linked.
 
-use msnet::data::Sample;
-use msnet::golden::Reference;
+use msnet::sample::Sample;
 use msnet::{Spec, Weights};
+use msnet_eval::golden::Reference;
 
 use crate::trainer::{NativeError, NativeOptions, NativeTrainer};
 

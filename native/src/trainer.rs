@@ -2,7 +2,7 @@
 //! pool, driven one mini-batch at a time.
 
 use msnet::config::Loss;
-use msnet::data::Sample;
+use msnet::sample::Sample;
 use msnet::{Spec, Weights};
 use msnet_runtime::kernels::conv;
 use msnet_runtime::pool::ThreadPool;
@@ -194,7 +194,7 @@ impl NativeTrainer {
         let classes = self.net.spec().config.classes;
         self.probabilities(samples)
             .iter()
-            .map(|p| msnet::labels::argmax(p, classes))
+            .map(|p| msnet_labels::argmax(p, classes))
             .collect()
     }
 }

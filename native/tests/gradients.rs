@@ -3,9 +3,9 @@
 //! lives in the workspace's `tests` crate, which may link burn.)
 
 use msnet::config::InitSpec;
-use msnet::data::Sample;
-use msnet::phantom::nested_ellipses;
+use msnet::sample::Sample;
 use msnet::{Config, Spec, Weights};
+use msnet_io::phantom::nested_ellipses;
 use msnet_native::{NativeOptions, NativeTrainer};
 
 fn setup(dims: usize, size: [usize; 3], batch: usize) -> (Spec, Weights, Vec<Sample>) {

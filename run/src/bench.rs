@@ -42,7 +42,7 @@ fn read_input(path: &Path, model: &Model) -> Result<Vec<f32>> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
     {
-        let (shape, values) = msnet::io::npy::read_npy_f32(path)?;
+        let (shape, values) = msnet_io::npy::read_npy_f32(path)?;
         if values.len() != plan.input_len() {
             bail!(
                 "{}: shape {shape:?} holds {} values, the plan takes {} ({:?} × {} channels)",
@@ -70,7 +70,7 @@ fn read_input(path: &Path, model: &Model) -> Result<Vec<f32>> {
         &budget,
         model.config.in_channels,
         [h, w],
-        msnet::fit::InputFit::of(&model.config),
+        msnet_io::fit::InputFit::of(&model.config),
     )?
     .input)
 }

@@ -5,7 +5,7 @@
 //!   matching, brought to the model's input by its [`InputFit`]), so the model trains on what
 //!   it will see, in the geometry its base model was trained in.
 //!   **Masks** are read as `segment` writes them (class `c` of `n` is gray `c·⌊255/(n−1)⌋`,
-//!   [`msnet::labels::mask_png`]), so a corrected device mask can go straight back in, or
+//!   [`msnet_labels::mask_png`]), so a corrected device mask can go straight back in, or
 //!   with `--mask-values` in any other gray coding; they follow the image's fit. 3D label
 //!   volumes hold class indices, as `segment-volume` writes them.
 //! - **Training** is the native engine ([`msnet_native`], msnet-runtime's kernels) in the
@@ -28,12 +28,12 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use msnet::config::{Augmentation, BaseModel, Loss, TrainingRecord};
-use msnet::data::Sample;
-use msnet::fit::InputFit;
-use msnet::golden::{self, BundleInfo, FileDigest};
-use msnet::io::{read_mask, read_volume_u8};
-use msnet::labels::mask_png;
 use msnet::model::{CONFIG_FILE, WEIGHTS_FILE};
+use msnet::sample::Sample;
+use msnet_eval::golden::{self, BundleInfo, FileDigest};
+use msnet_io::fit::InputFit;
+use msnet_io::{read_mask, read_volume_u8};
+use msnet_labels::mask_png;
 use msnet_native::{NativeOptions, NativeReference, NativeTrainer};
 use msnet_run::preprocess::{ImageBudget, read_model_image};
 use msnet_runtime::format::PLAN_FILE;

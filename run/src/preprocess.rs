@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use msnet::fit::InputFit;
-use msnet::io::{ImageHeader, decode_image, read_image_checked};
+use msnet_io::fit::InputFit;
+use msnet_io::{ImageHeader, decode_image, read_image_checked};
 
 /// Bytes per image pixel that `segment` holds at the image's own size beside the planar `f32`
 /// image: the full-size label map, its display copy and an empty truth map (3), and, while the
@@ -92,7 +92,7 @@ pub fn read_model_image(
 
 /// The image `planar` (`[channels, H, W]` at `hw`, values in [0, 1]) as the model's input:
 /// `[want, size[0], size[1]]`, brought to that size by the model's `fit`
-/// ([`msnet::fit::InputFit::of`] its config). `path` labels errors.
+/// ([`msnet_io::fit::InputFit::of`] its config). `path` labels errors.
 ///
 /// The image is fitted before its channels are matched: resizing and cropping are linear, so
 /// the order does not change the result beyond rounding, and this way no full-size copy of

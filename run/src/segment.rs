@@ -4,7 +4,7 @@
 //! Preprocessing is [`msnet_run::preprocess`]; the normalisation is inside the plan.
 //! Postprocessing: argmax, the mask brought back to the image's own size (nearest), per-class
 //! areas, and for a disc/cup model (its last class named `cup`; the convention is
-//! `msnet::labels::DiscCup`) the disc (rim ∪ cup), the cup and the vertical cup-to-disc ratio.
+//! `msnet_labels::DiscCup`) the disc (rim ∪ cup), the cup and the vertical cup-to-disc ratio.
 //!
 //! With `--locator`, each image is a whole fundus photograph: the locator model finds the disc,
 //! the disc/cup model sees the window [`msnet_run::locate`] cuts around it, and its mask is
@@ -16,9 +16,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use msnet::fit::InputFit;
-use msnet::io::write_gray_png;
-use msnet::overlay::write_overlay;
+use msnet_eval::overlay::write_overlay;
+use msnet_io::fit::InputFit;
+use msnet_io::write_gray_png;
 use msnet_run::locate::{self, Window};
 use msnet_run::preprocess::{ImageBudget, ModelImage, model_input, read_model_image};
 use msnet_runtime::host::Session;
@@ -130,7 +130,7 @@ impl Outputs {
 /// name its outputs, or a training sample made of it, are given.
 pub fn stem(image: &Path) -> String {
     let name = image.file_name().unwrap_or_default().to_string_lossy();
-    match msnet::io::nifti::volume_name(&name) {
+    match msnet_io::nifti::volume_name(&name) {
         Some(volume) => volume.to_string(),
         None => image
             .file_stem()
@@ -181,7 +181,7 @@ impl<'m> Inference<'m> {
         let t = Instant::now();
         self.session.run(input, &mut self.probs)?;
         let runtime_ms = t.elapsed().as_secs_f64() * 1e3;
-        let labels = msnet::labels::argmax(&self.probs, self.model.config.classes);
+        let labels = msnet_labels::argmax(&self.probs, self.model.config.classes);
         Ok((self.fit.back(&labels, self.size, hw), runtime_ms))
     }
 
@@ -218,7 +218,7 @@ pub struct Located {
 pub struct Segmenter<'m> {
     inference: Inference<'m>,
     /// For a disc/cup model, which labels are the disc and the cup.
-    disc_cup: Option<msnet::labels::DiscCup>,
+    disc_cup: Option<msnet_labels::DiscCup>,
     budget: ImageBudget,
     locator: Option<Locator<'m>>,
 }
@@ -227,7 +227,7 @@ impl<'m> Segmenter<'m> {
     pub fn new(model: &'m Model, threads: &Threads) -> Result<Self> {
         Ok(Self {
             inference: Inference::new(model, threads)?,
-            disc_cup: msnet::labels::DiscCup::for_class_names(&model.config.class_names),
+            disc_cup: msnet_labels::DiscCup::for_class_names(&model.config.class_names),
             budget: ImageBudget {
                 max_image_mib: msnet_run::preprocess::DEFAULT_MAX_IMAGE_MIB,
             },
@@ -252,7 +252,7 @@ impl<'m> Segmenter<'m> {
         if self.disc_cup.is_none() {
             bail!(
                 "--locator needs a disc/cup model (its last class named `{}`); {} has classes {:?}",
-                msnet::labels::CUP_CLASS_NAME,
+                msnet_labels::CUP_CLASS_NAME,
                 model.dir.display(),
                 model.config.class_names
             );
@@ -329,7 +329,7 @@ impl<'m> Segmenter<'m> {
         let classes = self.inference.model.config.classes;
         let shown: Vec<u8> = mask
             .iter()
-            .map(|&l| msnet::labels::mask_png::gray_of(l, classes))
+            .map(|&l| msnet_labels::mask_png::gray_of(l, classes))
             .collect();
         write_gray_png(&to.mask, hw, &shown)?;
         let rgb_channels = if channels == 1 { 1 } else { 3 };

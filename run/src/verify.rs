@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use msnet::golden;
 use msnet::model::CONFIG_FILE;
+use msnet_eval::golden;
 use msnet_runtime::format::PLAN_FILE;
 use msnet_runtime::kernels::conv;
 

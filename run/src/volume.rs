@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use msnet::io::{
+use msnet_io::{
     read_volume_f32, read_volume_shape, resize_bilinear, resize_nearest, write_volume_u8,
 };
 
@@ -144,7 +144,7 @@ pub fn run(a: &VolumeArgs) -> Result<ExitCode> {
     session.run(&input, &mut probs)?;
     let runtime_ms = t.elapsed().as_secs_f64() * 1e3;
     let classes = model.config.classes;
-    let labels = resample_nearest(&msnet::labels::argmax(&probs, classes), size, shape);
+    let labels = resample_nearest(&msnet_labels::argmax(&probs, classes), size, shape);
     write_volume_u8(&a.out, shape, &labels)
         .with_context(|| format!("cannot write {}", a.out.display()))?;
 

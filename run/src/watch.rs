@@ -390,7 +390,7 @@ mod tests {
         let (inbox, out) = (dir.join("inbox"), dir.join("out"));
         std::fs::create_dir_all(&inbox).unwrap();
         let image = inbox.join("a.png");
-        msnet::io::write_image_png(&image, 1, [8, 8], &[0.5; 64]).unwrap();
+        msnet_io::write_image_png(&image, 1, [8, 8], &[0.5; 64]).unwrap();
         let model =
             Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/wbc-s10-seed0"))
                 .unwrap();

@@ -46,7 +46,7 @@ fn bench_reports_zero_allocations_per_frame_with_two_threads() {
 }
 
 fn write_phantom_png(path: &Path, h: usize, w: usize) {
-    let sample = msnet::phantom::nested_ellipses(3, 3, [1, h, w], 3);
+    let sample = msnet_io::phantom::nested_ellipses(3, 3, [1, h, w], 3);
     let pixels = h * w;
     let rgb: Vec<u8> = (0..pixels)
         .flat_map(|p| (0..3).map(move |c| (c, p)))
@@ -254,7 +254,7 @@ fn segment_volume_writes_labels_on_the_volumes_grid_within_a_budget() {
     let voxels: Vec<f32> = (0..6 * 10 * 12)
         .map(|i| 100.0 + ((i % 12) as f32 - 6.0).abs() * 20.0 + (i / 120) as f32)
         .collect();
-    msnet::io::write_volume_f32(&vol, shape, &voxels).unwrap();
+    msnet_io::write_volume_f32(&vol, shape, &voxels).unwrap();
     let labels = dir.join("labels.nii.gz");
     let args = |budget: &str| {
         let mut v = vec![
@@ -279,7 +279,7 @@ fn segment_volume_writes_labels_on_the_volumes_grid_within_a_budget() {
     assert_eq!(line["shape_dhw"], serde_json::json!(shape));
     assert!(line["arena_bytes"].as_u64().unwrap() > 0);
     assert!(line["total_bytes"].as_u64().unwrap() > line["arena_bytes"].as_u64().unwrap());
-    let (got_shape, got) = msnet::io::read_volume_u8(&labels).unwrap();
+    let (got_shape, got) = msnet_io::read_volume_u8(&labels).unwrap();
     assert_eq!(got_shape, shape);
     assert!(got.iter().all(|&l| l < 2));
     let counted: u64 = ["background", "object"]
@@ -360,7 +360,7 @@ fn segment_volume_never_writes_over_its_input_or_its_model() {
     let dir = scratch("volume-input");
     let scan = dir.join("scan.nii.gz");
     let voxels: Vec<f32> = (0..6 * 10 * 12).map(|i| i as f32).collect();
-    msnet::io::write_volume_f32(&scan, [6, 10, 12], &voxels).unwrap();
+    msnet_io::write_volume_f32(&scan, [6, 10, 12], &voxels).unwrap();
     let link = dir.join("link.nii.gz");
     std::os::unix::fs::symlink(&scan, &link).unwrap();
     let model = dir.join("model");

@@ -11,7 +11,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb, RgbImage};
-use msnet::fit::InputFit;
+use msnet_io::fit::InputFit;
 use msnet_run::preprocess::{ImageBudget, read_model_image};
 
 use common::{msnet_run, scratch, segment, shipped, text};
@@ -265,7 +265,7 @@ fn segment_volume_checks_its_budget_from_the_header_before_the_data() {
     // 216 MB of voxels and 864 MB as floats if they were there. They are not, so only a check
     // made before reading the data can answer with the budget rather than "truncated".
     let one = dir.join("one.nii");
-    msnet::io::write_volume_u8(&one, [1, 1, 1], &[0]).unwrap();
+    msnet_io::write_volume_u8(&one, [1, 1, 1], &[0]).unwrap();
     let mut header = std::fs::read(&one).unwrap()[..352].to_vec();
     for (i, side) in [(42, 600i16), (44, 600), (46, 600)] {
         header[i..i + 2].copy_from_slice(&side.to_le_bytes());

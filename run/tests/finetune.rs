@@ -11,7 +11,7 @@ use common::{msnet_run, scratch, shipped_model, text};
 /// A phantom image and its mask (`segment`'s gray coding) at `h`×`w`, as NAME.png and
 /// NAME.mask.png in `dir`.
 fn write_pair(dir: &Path, name: &str, seed: u64, [h, w]: [usize; 2]) -> (PathBuf, PathBuf) {
-    let sample = msnet::phantom::nested_ellipses(seed, 3, [1, h, w], 3);
+    let sample = msnet_io::phantom::nested_ellipses(seed, 3, [1, h, w], 3);
     let pixels = h * w;
     let rgb: Vec<u8> = (0..pixels)
         .flat_map(|p| (0..3).map(move |c| (c, p)))
@@ -25,7 +25,7 @@ fn write_pair(dir: &Path, name: &str, seed: u64, [h, w]: [usize; 2]) -> (PathBuf
     let grays: Vec<u8> = sample
         .labels
         .iter()
-        .map(|&l| msnet::labels::mask_png::gray_of(l, 3))
+        .map(|&l| msnet_labels::mask_png::gray_of(l, 3))
         .collect();
     let mask = dir.join(format!("{name}.mask.png"));
     image::GrayImage::from_raw(w as u32, h as u32, grays)
@@ -251,11 +251,11 @@ fn a_3d_model_fine_tunes_on_nifti_volumes_and_verifies() {
     let shape = [6, 12, 10];
     let mut pairs = Vec::new();
     for seed in 0..2 {
-        let p = msnet::phantom::nested_ellipses(seed, 1, shape, 2);
+        let p = msnet_io::phantom::nested_ellipses(seed, 1, shape, 2);
         let image = dir.join(format!("v{seed}.nii.gz"));
         let labels = dir.join(format!("v{seed}.labels.nii.gz"));
-        msnet::io::write_volume_f32(&image, shape, &p.image).unwrap();
-        msnet::io::write_volume_u8(&labels, shape, &p.labels).unwrap();
+        msnet_io::write_volume_f32(&image, shape, &p.image).unwrap();
+        msnet_io::write_volume_u8(&labels, shape, &p.labels).unwrap();
         pairs.push((image, labels));
     }
     let run = |masks: &[&Path], out: &Path| {
@@ -285,7 +285,7 @@ fn a_3d_model_fine_tunes_on_nifti_volumes_and_verifies() {
 
     // A label volume on another grid than its volume.
     let odd = dir.join("odd.labels.nii.gz");
-    msnet::io::write_volume_u8(&odd, [6, 12, 9], &vec![0; 6 * 12 * 9]).unwrap();
+    msnet_io::write_volume_u8(&odd, [6, 12, 9], &vec![0; 6 * 12 * 9]).unwrap();
     let o = run(&[masks[0], &odd], &dir.join("bad"));
     assert!(!o.status.success());
     assert!(

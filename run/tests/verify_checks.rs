@@ -166,7 +166,7 @@ fn a_plan_at_another_size_than_the_config_is_accepted_when_its_manifest_records_
             .find(|f| f["file"] == "config.json")
             .unwrap();
         entry["bytes"] = serde_json::json!(bytes.len());
-        entry["sha256"] = serde_json::json!(msnet::golden::sha256_hex(&bytes));
+        entry["sha256"] = serde_json::json!(msnet_eval::golden::sha256_hex(&bytes));
     });
     let o = msnet_run(&["verify", "--model", m]);
     assert!(o.status.success(), "{}", text(&o));

@@ -5,7 +5,7 @@
 
 use burn::tensor::Device;
 use msnet::Model;
-use msnet::golden::{self, Reference};
+use msnet_eval::golden::{self, Reference};
 use msnet_exporter::{NNEF_FILE, ONNX_FILE, PLAN_FILE, TractModel};
 use msnet_regression::{MODEL_CARD, shipped_models};
 use msnet_runtime::host::{PlanBuffer, Session};

@@ -2,7 +2,7 @@
 //! [`msnet_training::batch::batch_indices`].
 
 use burn::tensor::{Device, Tensor, TensorData};
-use msnet::data::Sample;
+use msnet::sample::Sample;
 
 /// Images `[B, C, D, H, W]`.
 pub fn images(samples: &[&Sample], device: &Device) -> Tensor<5> {

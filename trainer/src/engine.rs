@@ -2,7 +2,7 @@
 
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Bytes, Device, Tensor};
-use msnet::data::Sample;
+use msnet::sample::Sample;
 use msnet::{Model, Spec, Weights};
 use msnet_training::{Engine, TrainOptions};
 

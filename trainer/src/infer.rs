@@ -2,7 +2,7 @@
 //! checks).
 
 use burn::tensor::Device;
-use msnet::data::Sample;
+use msnet::sample::Sample;
 use msnet::{Model, Spec};
 
 use crate::batch;
@@ -41,13 +41,13 @@ impl Predictor {
         let classes = self.spec.config.classes;
         self.probabilities(samples)
             .iter()
-            .map(|p| msnet::labels::argmax(p, classes))
+            .map(|p| msnet_labels::argmax(p, classes))
             .collect()
     }
 }
 
 /// The burn forward pass as the reference of golden bundles and export self-checks.
-impl msnet::golden::Reference for Predictor {
+impl msnet_eval::golden::Reference for Predictor {
     fn name(&self) -> String {
         format!(
             "msnet-trainer {}, {}",

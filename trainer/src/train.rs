@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use msnet::config::InitSpec;
-use msnet::data::Sample;
+use msnet::sample::Sample;
 use msnet::{Spec, Weights};
 use msnet_training::batch::batch_indices;
 use msnet_training::validation::{self, Validation};
@@ -164,7 +164,7 @@ pub fn baseline_labels(net: &UNet, samples: &[&Sample], classes: usize) -> Vec<V
         .unwrap_or_else(|e| unreachable!("probabilities are f32: {e:?}"));
     let per = flat.len() / samples.len().max(1);
     flat.chunks(per.max(1))
-        .map(|p| msnet::labels::argmax(p, classes))
+        .map(|p| msnet_labels::argmax(p, classes))
         .collect()
 }
 

@@ -6,9 +6,9 @@ use std::sync::atomic::AtomicBool;
 
 use burn::tensor::Device;
 use msnet::config::TrainingRecord;
-use msnet::data::Sample;
-use msnet::phantom::nested_ellipses;
+use msnet::sample::Sample;
 use msnet::{Config, Model, Spec};
+use msnet_io::phantom::nested_ellipses;
 use msnet_trainer::baseline::UNet;
 use msnet_trainer::{BaselineRun, BurnEngine, baseline_labels, train_baseline};
 use msnet_training::{

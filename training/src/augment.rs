@@ -4,7 +4,7 @@
 //! uninterrupted one would, and both engines see the same ones.
 
 use msnet::config::Augmentation;
-use msnet::data::Sample;
+use msnet::sample::Sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

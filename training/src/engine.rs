@@ -1,6 +1,6 @@
 //! What the loop needs from an engine: one optimisation step, its state, and predictions.
 
-use msnet::data::Sample;
+use msnet::sample::Sample;
 
 /// A training engine: the network's weights and optimiser state, stepped by the loop.
 ///

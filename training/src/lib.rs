@@ -38,7 +38,7 @@ pub enum TrainError {
     #[error("checkpoint: {0}")]
     Checkpoint(String),
     #[error("{0}")]
-    Metrics(#[from] msnet::metrics::MetricsError),
+    Metrics(#[from] msnet_eval::metrics::MetricsError),
     #[error("invalid training setup: {0}")]
     Options(String),
     #[error(

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use msnet::config::{Augmentation, InitSpec, Loss, TrainingRecord};
-use msnet::data::Sample;
-use msnet::metrics::ClassMetrics;
+use msnet::sample::Sample;
 use msnet::{Model, Spec};
+use msnet_eval::metrics::ClassMetrics;
 
 use crate::checkpoint::{self, CheckpointState};
 use crate::validation::{self, Validation};

@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use msnet::data::Sample;
-use msnet::metrics::{self, Summary};
+use msnet::sample::Sample;
+use msnet_eval::metrics::{self, Summary};
 
 use crate::TrainError;
 
@@ -131,7 +131,7 @@ pub fn append(out: &Path, iteration: usize, loss: f64, s: &Summary) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use msnet::metrics::ClassMetrics;
+    use msnet_eval::metrics::ClassMetrics;
 
     fn summary(dsc: [f64; 2]) -> Summary {
         let class = |d: f64| ClassMetrics {

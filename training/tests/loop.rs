@@ -7,9 +7,9 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use msnet::config::TrainingRecord;
-use msnet::data::Sample;
-use msnet::phantom::nested_ellipses;
+use msnet::sample::Sample;
 use msnet::{Config, Model, Spec, Weights};
+use msnet_io::phantom::nested_ellipses;
 use msnet_training::batch::batch_indices;
 use msnet_training::{
     Engine, Outcome, Report, Run, TrainError, TrainOptions, Validation, checkpoint, train,

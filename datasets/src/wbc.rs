@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use crate::fit::InputFit;
+use msnet_io::fit::InputFit;
 
 use super::{
     DataError, Dataset, DatasetKind, LoadOptions, Pair, Sample, ValueMap, assemble, check_2d_size,
@@ -65,9 +65,9 @@ fn load_sample(pair: &Pair, to_hw: [usize; 2], map: &ValueMap) -> Result<Sample,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::fixtures::{mask, write_pairs};
-    use crate::data::load_test;
-    use crate::io::test_dir;
+    use crate::fixtures::{mask, write_pairs};
+    use crate::load_test;
+    use msnet::fsutil::scratch_dir as test_dir;
     use std::path::Path;
 
     fn opts(root: &Path, train_size: usize, seed: u64) -> LoadOptions {

@@ -505,8 +505,8 @@ fn gzip(bytes: &[u8]) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::test_dir;
     use ::nifti::{NiftiObject, ReaderOptions};
+    use msnet::fsutil::scratch_dir as test_dir;
     use std::fs;
 
     fn ramp(n: usize) -> Vec<u8> {

@@ -13,9 +13,9 @@
 //!   pad (offset = ⌊(source − target) / 2⌋). Brought back, the pixels a crop dropped are
 //!   background: the network never saw them.
 
-use crate::Config;
-use crate::data::DatasetKind;
-use crate::io::{resize_bilinear, resize_nearest};
+use crate::{resize_bilinear, resize_nearest};
+use msnet::Config;
+use msnet::sample::DatasetKind;
 
 /// How images are brought to the model's input size (module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +35,15 @@ impl InputFit {
         }
         record
             .and_then(|r| r.dataset.parse::<DatasetKind>().ok())
-            .map_or(InputFit::Resize, DatasetKind::input_fit)
+            .map_or(InputFit::Resize, InputFit::of_dataset)
+    }
+
+    /// How a dataset's images are brought to the model's input (module docs).
+    pub fn of_dataset(kind: DatasetKind) -> Self {
+        match kind {
+            DatasetKind::Wbc => InputFit::CropOrPad,
+            _ => InputFit::Resize,
+        }
     }
 
     /// Its name in messages and JSON: `resize` or `crop-or-pad`.
@@ -141,16 +149,6 @@ impl InputFit {
     }
 }
 
-impl DatasetKind {
-    /// How this dataset's images are brought to the model's input (module docs).
-    pub fn input_fit(self) -> InputFit {
-        match self {
-            DatasetKind::Wbc => InputFit::CropOrPad,
-            _ => InputFit::Resize,
-        }
-    }
-}
-
 /// For each target index along an axis: the source index to copy (clamped to the edge) and
 /// whether it lies inside the source (false = padding).
 fn axis_map(from: usize, to: usize) -> Vec<(usize, bool)> {
@@ -167,7 +165,7 @@ fn axis_map(from: usize, to: usize) -> Vec<(usize, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BaseModel, TrainingRecord};
+    use msnet::config::{BaseModel, TrainingRecord};
 
     #[test]
     fn crop_or_pad_on_mixed_axes() {

@@ -6,7 +6,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::Sample;
+use msnet::sample::Sample;
 
 /// A phantom of `classes` nested regions (class 0 = background, each next class inside the
 /// previous one), `channels` channels, shape `[D, H, W]`, intensities in `[0, 1]`.

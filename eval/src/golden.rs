@@ -19,9 +19,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::Config;
-use crate::io::{IoError, npy};
-use crate::phantom;
+use msnet::Config;
+use msnet_io::phantom;
+use msnet_io::{IoError, npy};
 
 /// The bundle's folder inside a model directory.
 pub const GOLDEN_DIR: &str = "golden";
@@ -93,7 +93,7 @@ pub struct FileDigest {
 impl FileDigest {
     /// The digest of `path`, recorded under the name `file`.
     pub fn of(file: &str, path: &Path) -> Result<Self, GoldenError> {
-        let bytes = crate::fsutil::read(path)?;
+        let bytes = msnet::fsutil::read(path)?;
         Ok(Self {
             file: file.into(),
             bytes: bytes.len() as u64,
@@ -186,7 +186,7 @@ pub fn inputs(config: &Config, size: [usize; 3]) -> Vec<GoldenInput> {
         GoldenInput {
             name: "phantom",
             description: format!(
-                "nested ellipses with shading and noise (msnet::phantom, seed 1), channels \
+                "nested ellipses with shading and noise (msnet_io::phantom, seed 1), channels \
                  mapped onto {span}"
             ),
             data: phantom
@@ -236,7 +236,7 @@ pub fn write_bundle(
 ) -> Result<Manifest, GoldenError> {
     let input_shape = tensor_shape(config.dims, config.in_channels, size);
     let output_shape = tensor_shape(config.dims, config.classes, size);
-    crate::fsutil::create_dir_all(dir)?;
+    msnet::fsutil::create_dir_all(dir)?;
     let mut cases = Vec::new();
     for (input, output) in inputs.iter().zip(outputs) {
         let case = Case {
@@ -254,7 +254,7 @@ pub fn write_bundle(
         .find(|i| i.name == "phantom" && config.dims == 2)
     {
         let [_, h, w] = size;
-        crate::io::write_image_png(
+        msnet_io::write_image_png(
             &dir.join(SAMPLE_IMAGE),
             config.in_channels,
             [h, w],
@@ -276,7 +276,7 @@ pub fn write_bundle(
         path: dir.join(MANIFEST_FILE),
         reason: format!("cannot serialise: {e}"),
     })?;
-    crate::fsutil::write_atomic(&dir.join(MANIFEST_FILE), json.as_bytes())?;
+    msnet::fsutil::write_atomic(&dir.join(MANIFEST_FILE), json.as_bytes())?;
     Ok(manifest)
 }
 
@@ -375,7 +375,7 @@ pub enum GoldenError {
     #[error("{0}")]
     Io(#[from] IoError),
     #[error("{0}")]
-    Fs(#[from] crate::fsutil::FsError),
+    Fs(#[from] msnet::fsutil::FsError),
     #[error("{path}: not a golden manifest: {reason}")]
     Manifest { path: PathBuf, reason: String },
     #[error("{path}: holds shape {found:?}, the manifest says {expected:?}")]
@@ -450,7 +450,7 @@ pub fn load(model_dir: &Path) -> Result<(Manifest, Vec<LoadedCase>), GoldenError
 pub fn check_digests(model_dir: &Path, manifest: &Manifest) -> Result<(), GoldenError> {
     for entry in &manifest.model_files {
         let path = model_dir.join(&entry.file);
-        let bytes = std::fs::read(&path).map_err(|e| crate::io::unreadable(&path, e))?;
+        let bytes = std::fs::read(&path).map_err(|e| msnet_io::unreadable(&path, e))?;
         let found = sha256_hex(&bytes);
         if found != entry.sha256 {
             return Err(GoldenError::Digest {

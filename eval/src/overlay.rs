@@ -127,7 +127,7 @@ pub enum OverlayError {
 /// * `hw`: `[H, W]`; `pred`, `truth`: `H * W` labels in `0..classes`.
 ///
 /// The output is upscaled by [`upscale_factor`]`(hw)` (×3 for a 112×112 input). Only foreground
-/// classes (≥ 1) are drawn. The file is written atomically ([`crate::fsutil::write_atomic`]), so `path`
+/// classes (≥ 1) are drawn. The file is written atomically ([`msnet::fsutil::write_atomic`]), so `path`
 /// is either the old file or the complete new one.
 ///
 /// # Errors
@@ -149,7 +149,7 @@ pub fn write_overlay(
             path: path.to_owned(),
             source,
         })?;
-    crate::fsutil::write_atomic(path, png.get_ref()).map_err(|e| OverlayError::Io {
+    msnet::fsutil::write_atomic(path, png.get_ref()).map_err(|e| OverlayError::Io {
         path: path.to_owned(),
         action: e.action,
         file: e.path,

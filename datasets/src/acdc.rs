@@ -24,7 +24,7 @@
 //! Split: by patient ([`split::patient_split`]): 10 test patients (20 volumes) by seed; the
 //! training volumes come from the other patients, one frame per patient before any second one.
 
-use crate::io::nifti::volume_name;
+use msnet_io::nifti::volume_name;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -32,7 +32,7 @@ use super::{
     DataError, Dataset, DatasetKind, LoadOptions, Sample, ValueMap, assemble, class_names,
     default_size, split, split_request,
 };
-use crate::io::{read_volume_f32, read_volume_u8};
+use msnet_io::{read_volume_f32, read_volume_u8};
 
 /// Patients in the seeded test set.
 pub const TEST_PATIENTS: usize = 10;
@@ -318,7 +318,8 @@ pub(crate) fn halve_in_plane(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::{test_dir, write_volume_f32, write_volume_u8};
+    use msnet::fsutil::scratch_dir as test_dir;
+    use msnet_io::{write_volume_f32, write_volume_u8};
 
     /// A `[d, h, w]` volume with a box "heart" of label 1..=3 over `[lo, hi]` per axis;
     /// the image is 0.5 inside the heart, 0.25 outside.

@@ -194,7 +194,7 @@ mod tests {
                 .contains("past the end")
         );
 
-        let dir = super::super::test_dir("npy");
+        let dir = msnet::fsutil::scratch_dir("npy");
         let path = dir.join("x.npy");
         std::fs::write(&path, truncated).unwrap();
         let err = read_npy_f32(&path).unwrap_err().to_string();

@@ -576,8 +576,8 @@ fn nearest_tap(n_in: usize, n_out: usize, i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::test_dir;
     use ::image::{ImageBuffer, Luma, LumaA, Rgb, Rgba};
+    use msnet::fsutil::scratch_dir as test_dir;
     use std::fs;
 
     #[test]

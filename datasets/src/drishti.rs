@@ -153,9 +153,9 @@ fn index_columns<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::fixtures::rgb;
-    use crate::io::test_dir;
+    use crate::fixtures::rgb;
     use ::image::{GrayImage, ImageBuffer, Luma};
+    use msnet::fsutil::scratch_dir as test_dir;
     use std::path::PathBuf;
 
     /// `train/` with 6 and `test/` with 3 pairs of 40×40, labels {0, 1, 2}.

@@ -1,4 +1,4 @@
-//! Image and volume I/O: the only place where files are decoded into numbers.
+//! # msnet-io: image and volume I/O, the only place where files are decoded into numbers
 //!
 //! - [`image`]: 2D images (PNG, JPEG, BMP, TIFF) to channel-first `f32` in `[0, 1]` (float TIFF
 //!   samples taken as they are, and refused unless finite and in `[0, 1]`), label masks to `u8`,
@@ -6,6 +6,10 @@
 //! - [`nifti`]: 3D NIfTI-1 volumes (`.nii`, `.nii.gz`) to `[D, H, W]` buffers, and a `uint8`
 //!   writer for predicted label volumes.
 //! - [`npy`]: NumPy `.npy` float32 arrays (golden bundles).
+//! - [`fit`]: how an image is brought to a 2D model's input and its prediction back, one rule
+//!   per model for the loader and the device alike.
+//! - [`phantom`]: deterministic synthetic images and volumes, for tests, benchmarks and the
+//!   golden bundles' inputs (no research data in the repository).
 //!
 //! Every error names the file it concerns. Decoders are fed user files, so sizes are checked
 //! against hard limits before any large allocation, a file that ends early is an error in every
@@ -13,9 +17,11 @@
 //! the header alone: [`read_image_checked`] shows them the [`ImageHeader`] before any pixel is
 //! decoded, [`read_volume_shape`] reads a volume's header without its data.
 
+pub mod fit;
 pub mod image;
 pub mod nifti;
 pub mod npy;
+pub mod phantom;
 
 pub use self::image::{
     ImageHeader, decode_image, read_image, read_image_checked, read_mask, resize_bilinear,
@@ -92,33 +98,20 @@ impl IoError {
 }
 
 /// Builds an [`IoError::Unreadable`] for `path` from any displayable cause.
-pub(crate) fn unreadable(path: &Path, reason: impl std::fmt::Display) -> IoError {
+pub fn unreadable(path: &Path, reason: impl std::fmt::Display) -> IoError {
     IoError::Unreadable {
         path: path.to_path_buf(),
         reason: reason.to_string(),
     }
 }
 
-/// Writes `bytes` to `path` atomically ([`crate::fsutil::write_atomic`]).
+/// Writes `bytes` to `path` atomically ([`msnet::fsutil::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
-    crate::fsutil::write_atomic(path, bytes).map_err(|e| IoError::Write {
+    msnet::fsutil::write_atomic(path, bytes).map_err(|e| IoError::Write {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
 }
 
-/// A unique, empty scratch directory under the system temp dir for tests.
-#[cfg(test)]
-pub(crate) fn test_dir(tag: &str) -> PathBuf {
-    use std::fs;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "msnet-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
+// It must not depend on the datasets' loaders, on evaluation or on any engine: the device
+// command links it to read what it segments.

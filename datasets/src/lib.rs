@@ -1,4 +1,6 @@
-//! Datasets: WBC (white blood cells), Drishti-GS1 (optic disc / cup), ACDC (cardiac MRI) and
+//! # msnet-datasets: the datasets, loaded for training and evaluation
+//!
+//! WBC (white blood cells), Drishti-GS1 (optic disc / cup), ACDC (cardiac MRI) and
 //! user folders, loaded into [`Sample`]s with a reproducible train / test [`Split`].
 //!
 //! Conventions shared by every dataset:
@@ -11,6 +13,9 @@
 //! - when [`LoadOptions::test_names`] is given, exactly those samples form the test set (the
 //!   split recorded at training time is replayed for evaluation);
 //! - the library prints nothing; errors name the file and the problem.
+//!
+//! It owns reading the research datasets and drawing their splits. The device command must not
+//! link it: `msnet-run` reads single images and volumes with `msnet-io`.
 
 pub mod acdc;
 pub mod drishti;
@@ -21,97 +26,10 @@ pub mod wbc;
 pub use drishti::{drishti_disc_centres, drishti_expert_cdr};
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use crate::io::{IoError, MAX_IMAGE_SIDE, read_image, read_mask, resize_bilinear, resize_nearest};
-
-/// One labelled example. image: channel-first [C, D, H, W] f32 intensities in [0, 1] (NOT
-/// normalised: the network normalises); labels: [D, H, W] class indices. D = 1 for 2D data.
-#[derive(Clone, Debug)]
-pub struct Sample {
-    /// The file stem, e.g. `"001"`, `"drishtiGS_002"`, `"patient001_frame01"`.
-    pub name: String,
-    /// `C`, the number of image channels.
-    pub channels: usize,
-    /// `[D, H, W]`.
-    pub shape: [usize; 3],
-    /// `C·D·H·W` intensities, channel-first.
-    pub image: Vec<f32>,
-    /// `D·H·W` class indices.
-    pub labels: Vec<u8>,
-}
-
-/// The datasets this crate can load.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DatasetKind {
-    /// WBC Dataset 1 (Zheng et al. 2018): 300 RGB cell images, 3 classes.
-    Wbc,
-    /// Drishti-GS1 optic-disc crops: 50 train + 51 test RGB images, 3 classes.
-    Drishti,
-    /// Drishti-GS1 whole photographs (downsampled ×4), background / disc: what a disc
-    /// locator trains on.
-    #[serde(rename = "drishti-full")]
-    DrishtiFull,
-    /// ACDC cardiac cine-MRI subset: 60 volumes of 30 patients, 4 classes.
-    Acdc,
-    /// A user folder with `images/` and `masks/`, classes from a [`FolderSpec`].
-    Folder,
-}
-
-impl DatasetKind {
-    /// Every kind, in a stable order.
-    pub const ALL: [DatasetKind; 5] = [
-        DatasetKind::Wbc,
-        DatasetKind::Drishti,
-        DatasetKind::DrishtiFull,
-        DatasetKind::Acdc,
-        DatasetKind::Folder,
-    ];
-
-    /// The lowercase name used on the command line and in JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            DatasetKind::Wbc => "wbc",
-            DatasetKind::Drishti => "drishti",
-            DatasetKind::DrishtiFull => "drishti-full",
-            DatasetKind::Acdc => "acdc",
-            DatasetKind::Folder => "folder",
-        }
-    }
-
-    /// The dataset's folder under the data root; `None` for `folder`, whose root is the path itself.
-    pub fn folder_name(self) -> Option<&'static str> {
-        match self {
-            DatasetKind::Wbc => Some("wbc_dataset1"),
-            DatasetKind::Drishti => Some("drishti_gs1"),
-            DatasetKind::DrishtiFull => Some("drishti_gs1/full"),
-            DatasetKind::Acdc => Some("acdc_subset"),
-            DatasetKind::Folder => None,
-        }
-    }
-}
-
-impl fmt::Display for DatasetKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for DatasetKind {
-    type Err = DataError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DatasetKind::ALL
-            .into_iter()
-            .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| DataError::UnknownKind {
-                name: s.to_string(),
-            })
-    }
-}
+pub use msnet::sample::{DatasetKind, Sample, UnknownDataset};
+use msnet_io::{IoError, MAX_IMAGE_SIDE, read_image, read_mask, resize_bilinear, resize_nearest};
 
 /// Options for the `folder` dataset: `images/` + `masks/` with the same file stems, and a mapping
 /// from mask pixel value to class index, e.g. "0=background,128=cytoplasm,255=nucleus".
@@ -292,8 +210,8 @@ pub enum DataError {
         reason: String,
     },
     /// A dataset name that is not one of [`DatasetKind::ALL`].
-    #[error("unknown dataset '{name}': expected wbc, drishti, drishti-full, acdc or folder")]
-    UnknownKind { name: String },
+    #[error(transparent)]
+    UnknownKind(#[from] msnet::sample::UnknownDataset),
 }
 
 impl From<IoError> for DataError {
@@ -728,7 +646,7 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::test_dir;
+    use msnet::fsutil::scratch_dir as test_dir;
 
     #[test]
     fn kind_names_roundtrip() {

@@ -80,9 +80,9 @@ fn value_map(spec: &FolderSpec) -> Result<ValueMap, DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::fixtures::write_pairs;
-    use crate::io::test_dir;
+    use crate::fixtures::write_pairs;
     use ::image::{GrayImage, ImageBuffer, Luma};
+    use msnet::fsutil::scratch_dir as test_dir;
     use std::path::Path;
 
     fn opts(root: &Path, spec: &str, test_count: usize) -> LoadOptions {
@@ -101,7 +101,7 @@ mod tests {
     fn folder_maps_values_resizes_and_splits() {
         let root = test_dir("folder");
         write_pairs(&root, &[(50, 60); 8], "png", [10, 20, 30]);
-        let d = crate::data::load(&opts(&root, "10=bg,20=ring,30=core", 4)).unwrap();
+        let d = crate::load(&opts(&root, "10=bg,20=ring,30=core", 4)).unwrap();
         assert_eq!((d.test.len(), d.train.len()), (4, 3));
         assert_eq!((d.channels, d.shape), (3, [1, 32, 24]));
         assert_eq!(d.class_names, ["bg", "ring", "core"]);
@@ -110,7 +110,7 @@ mod tests {
             assert!(s.labels.contains(&2) && s.labels.iter().all(|&l| l <= 2));
         }
         // A value outside the mapping is refused, naming the file and the value.
-        let e = crate::data::load(&opts(&root, "10=bg,20=ring", 4)).unwrap_err();
+        let e = crate::load(&opts(&root, "10=bg,20=ring", 4)).unwrap_err();
         assert!(
             matches!(e, DataError::UnknownMaskValue { value: 30, .. }),
             "{e:?}"
@@ -118,12 +118,12 @@ mod tests {
         // A spec built by hand with a repeated value is refused.
         let mut o = opts(&root, "10=bg,20=ring,30=core", 4);
         o.folder.as_mut().unwrap().classes[2].0 = 10;
-        let e = crate::data::load(&o).unwrap_err().to_string();
+        let e = crate::load(&o).unwrap_err().to_string();
         assert!(e.contains("mask value 10 is given twice"), "{e}");
         // No spec → a clear error.
         let mut o = opts(&root, "10=bg,20=ring", 4);
         o.folder = None;
-        let e = crate::data::load(&o).unwrap_err().to_string();
+        let e = crate::load(&o).unwrap_err().to_string();
         assert!(e.contains("class mapping"), "{e}");
         std::fs::remove_dir_all(&root).unwrap();
     }
@@ -133,14 +133,12 @@ mod tests {
         let root = test_dir("folder-ch");
         write_pairs(&root, &[(20, 20); 6], "png", [0, 1, 2]);
         let gray: GrayImage = ImageBuffer::from_pixel(20, 20, Luma([9]));
-        let names = crate::data::load(&opts(&root, "0=a,1=b,2=c", 3))
-            .unwrap()
-            .split;
+        let names = crate::load(&opts(&root, "0=a,1=b,2=c", 3)).unwrap().split;
         // Replace one training image with a gray one.
         let odd = &names.train[0];
         gray.save(root.join("images").join(format!("{odd}.png")))
             .unwrap();
-        let e = crate::data::load(&opts(&root, "0=a,1=b,2=c", 3)).unwrap_err();
+        let e = crate::load(&opts(&root, "0=a,1=b,2=c", 3)).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -153,7 +151,7 @@ mod tests {
             "{e:?}"
         );
         assert!(e.to_string().contains(&format!("{odd}.png")), "{e}");
-        let e = crate::data::load(&opts(&root.join("nope"), "0=a,1=b", 3)).unwrap_err();
+        let e = crate::load(&opts(&root.join("nope"), "0=a,1=b", 3)).unwrap_err();
         assert!(matches!(e, DataError::MissingData { .. }), "{e:?}");
         std::fs::remove_dir_all(&root).unwrap();
     }
