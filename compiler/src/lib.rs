@@ -744,6 +744,34 @@ mod tests {
         assert_ne!(compile_plan(&model, [1, 32, 32]).unwrap().bytes, plan.bytes);
     }
 
+    /// The shipped models recompiled from their config and weights, at the input size their
+    /// plan header records, give their shipped `model.msplan` byte for byte: the encoder (op
+    /// records filled by the op table's signatures) writes what the exporter always wrote.
+    #[test]
+    fn recompiling_the_shipped_models_reproduces_their_plans() {
+        let models = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
+        for name in [
+            "wbc",
+            "wbc-s10-seed0",
+            "fundus-disc-cup",
+            "fundus-locator",
+            "acdc-3d",
+        ] {
+            let dir = std::path::Path::new(models).join(name);
+            let shipped = std::fs::read(dir.join(msnet_runtime::format::PLAN_FILE))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut head = [0u32; HEADER_WORDS];
+            for (w, b) in head.iter_mut().zip(shipped.chunks_exact(4)) {
+                *w = u32::from_le_bytes(b.try_into().unwrap());
+            }
+            let header = Header::from_words(&head).unwrap();
+            let model = Model::load(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let plan = compile_plan(&model, header.size.map(|v| v as usize)).unwrap();
+            assert_eq!(plan.bytes.len(), shipped.len(), "{name}");
+            assert!(plan.bytes == shipped, "{name}: the recompiled plan differs");
+        }
+    }
+
     #[test]
     fn greedy_planner_reuses_dead_space_and_meets_the_bound_on_a_chain() {
         // A chain: each tensor dies when the next is written.
