@@ -101,11 +101,7 @@ impl Step {
 
     /// The arena ranges this step reads.
     pub fn reads(&self) -> impl Iterator<Item = &Range<usize>> {
-        let n = match self.opcode.signature().inputs {
-            Inputs::Caller => 0,
-            Inputs::One => 1,
-            Inputs::Two => 2,
-        };
+        let n = self.opcode.signature().inputs.arena_tensors();
         [&self.a, &self.b].into_iter().take(n)
     }
 
