@@ -29,7 +29,7 @@ use msnet::ir::{Graph, conv_output_size};
 use msnet::spec::ConvSpec;
 use msnet::{Model, Spec, Weights};
 use msnet_runtime::format::{
-    FLAG_RELU, HEADER_WORDS, Header, OP_WORDS, OpRecord, Opcode, plan_checksum,
+    HEADER_WORDS, Header, OP_WORDS, OpRecord, Opcode, Operands, plan_checksum,
 };
 
 /// Arena offsets are multiples of this many floats (64 bytes: a cache line, a SIMD vector).
@@ -376,6 +376,13 @@ pub enum CompileError {
          (the model or its input size is too large for a plan)"
     )]
     TooBig(&'static str),
+    /// The compiler gave an op operands its op-table signature does not have (a compiler
+    /// bug: the plan would be refused by the runtime).
+    #[error("cannot encode a {op} op: {reason}")]
+    Operands {
+        op: &'static str,
+        reason: &'static str,
+    },
 }
 
 fn word(v: usize, what: &'static str) -> Result<u32, CompileError> {
@@ -454,52 +461,42 @@ pub fn compile_plan(model: &Model, size: [usize; 3]) -> Result<CompiledPlan, Com
     let mut macs: u64 = 0;
     for &i in &order {
         let node = &nodes[i];
-        let input = node.inputs.first().map(|&j| &nodes[j]);
-        let at = |j: usize| offset.get(&j).copied().unwrap_or(0);
-        let opcode = match node.kind {
-            Kind::Normalize { .. } => Opcode::Normalize,
-            Kind::Conv { .. } => Opcode::Conv,
-            Kind::AddScaled(_) => Opcode::AddScaled,
-            Kind::Mul => Opcode::Mul,
-            Kind::Affine(..) => Opcode::Affine,
-            Kind::ScaledSquare(_) => Opcode::ScaledSquare,
-            Kind::Relu => Opcode::Relu,
-            Kind::PhaseSoftmax(_) => Opcode::PhaseSoftmax,
-            Kind::AvgPool => Opcode::AvgPool,
-            Kind::Prolong => Opcode::Prolong,
-            Kind::ClassSoftmax => Opcode::ClassSoftmax,
-            Kind::Input => unreachable!("the input is not an op"),
+        // Every op reads its first input's shape; where it reads and writes is where its
+        // tensors live (the caller's input and output are in no arena slot).
+        let source = &nodes[node.inputs[0]];
+        let at = |j: &usize| offset.get(j).map(|&o| word(o, "an arena offset"));
+        let inputs = node
+            .inputs
+            .iter()
+            .filter_map(at)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut operands = Operands {
+            inputs: &inputs,
+            out: at(&i).transpose()?,
+            channels: word(source.channels, "a channel count")?,
+            size: [
+                word(source.size[0], "a size")?,
+                word(source.size[1], "a size")?,
+                word(source.size[2], "a size")?,
+            ],
+            out_channels: word(node.channels, "a channel count")?,
+            param: None,
+            weights: None,
+            scale: None,
+            shift: None,
+            relu: false,
         };
-        let mut r = OpRecord::new(opcode);
-        let source = input.unwrap_or(node);
-        r.channels = word(source.channels, "a channel count")?;
-        r.size = [
-            word(source.size[0], "a size")?,
-            word(source.size[1], "a size")?,
-            word(source.size[2], "a size")?,
-        ];
-        if let Some(&a) = node.inputs.first() {
-            r.a = word(at(a), "an arena offset")?;
-        }
-        if let Some(&b) = node.inputs.get(1) {
-            r.b = word(at(b), "an arena offset")?;
-        }
-        r.out = word(at(i), "an arena offset")?;
-        match &node.kind {
+        // What the compiler knows per op: its opcode and its scalars and weights. Which
+        // record field holds what is the op table's (`OpRecord::encode`).
+        let opcode = match &node.kind {
             Kind::Normalize { mean, std } => {
-                // Reads the caller's input, not the arena.
-                r.a = 0;
-                r.weights = word(weight_data.len(), "the weights")?;
+                operands.weights = Some(word(weight_data.len(), "the weights")?);
                 weight_data.extend_from_slice(mean);
                 weight_data.extend(std.iter().map(|s| 1.0 / s));
+                Opcode::Normalize
             }
             Kind::Conv { layer, relu } => {
                 let l = &spec.convs[*layer];
-                r.out_channels = word(l.out_channels, "a channel count")?;
-                r.param = word(l.stride, "a stride")?;
-                if *relu {
-                    r.flags = FLAG_RELU;
-                }
                 let start = *layer_offsets.entry(*layer).or_insert_with(|| {
                     let start = weight_data.len();
                     weight_data.extend(msnet::weights::to_kernel_layout(
@@ -508,19 +505,42 @@ pub fn compile_plan(model: &Model, size: [usize; 3]) -> Result<CompiledPlan, Com
                     ));
                     start
                 });
-                r.weights = word(start, "the weights")?;
+                operands.weights = Some(word(start, "the weights")?);
+                operands.param = Some(word(l.stride, "a stride")?);
+                operands.relu = *relu;
                 macs += (node.len() * l.fan_in()) as u64;
+                Opcode::Conv
             }
-            Kind::AddScaled(s) | Kind::ScaledSquare(s) => r.scale = *s,
+            Kind::AddScaled(s) => {
+                operands.scale = Some(*s);
+                Opcode::AddScaled
+            }
+            Kind::Mul => Opcode::Mul,
             Kind::Affine(s, t) => {
-                r.scale = *s;
-                r.shift = *t;
+                operands.scale = Some(*s);
+                operands.shift = Some(*t);
+                Opcode::Affine
             }
-            Kind::PhaseSoftmax(p) => r.param = word(*p, "the phase count")?,
-            Kind::ClassSoftmax => r.out = 0,
-            _ => {}
-        }
-        records.push(r);
+            Kind::ScaledSquare(s) => {
+                operands.scale = Some(*s);
+                Opcode::ScaledSquare
+            }
+            Kind::Relu => Opcode::Relu,
+            Kind::PhaseSoftmax(p) => {
+                operands.param = Some(word(*p, "the phase count")?);
+                Opcode::PhaseSoftmax
+            }
+            Kind::AvgPool => Opcode::AvgPool,
+            Kind::Prolong => Opcode::Prolong,
+            Kind::ClassSoftmax => Opcode::ClassSoftmax,
+            Kind::Input => unreachable!("the input is not an op"),
+        };
+        let record =
+            OpRecord::encode(opcode, &operands).map_err(|reason| CompileError::Operands {
+                op: opcode.signature().name,
+                reason,
+            })?;
+        records.push(record);
     }
 
     let cfg = &spec.config;
@@ -742,6 +762,34 @@ mod tests {
         assert_eq!(parsed.header().op_count as usize, plan.ops);
         model.weights.tensors[0][0] += 1.0;
         assert_ne!(compile_plan(&model, [1, 32, 32]).unwrap().bytes, plan.bytes);
+    }
+
+    /// The shipped models recompiled from their config and weights, at the input size their
+    /// plan header records, give their shipped `model.msplan` byte for byte: the encoder (op
+    /// records filled by the op table's signatures) writes what the exporter always wrote.
+    #[test]
+    fn recompiling_the_shipped_models_reproduces_their_plans() {
+        let models = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
+        for name in [
+            "wbc",
+            "wbc-s10-seed0",
+            "fundus-disc-cup",
+            "fundus-locator",
+            "acdc-3d",
+        ] {
+            let dir = std::path::Path::new(models).join(name);
+            let shipped = std::fs::read(dir.join(msnet_runtime::format::PLAN_FILE))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut head = [0u32; HEADER_WORDS];
+            for (w, b) in head.iter_mut().zip(shipped.chunks_exact(4)) {
+                *w = u32::from_le_bytes(b.try_into().unwrap());
+            }
+            let header = Header::from_words(&head).unwrap();
+            let model = Model::load(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let plan = compile_plan(&model, header.size.map(|v| v as usize)).unwrap();
+            assert_eq!(plan.bytes.len(), shipped.len(), "{name}");
+            assert!(plan.bytes == shipped, "{name}: the recompiled plan differs");
+        }
     }
 
     #[test]

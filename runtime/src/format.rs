@@ -138,6 +138,17 @@ pub enum Inputs {
     Two,
 }
 
+impl Inputs {
+    /// How many arena tensors the op reads.
+    pub const fn arena_tensors(self) -> usize {
+        match self {
+            Inputs::Caller => 0,
+            Inputs::One => 1,
+            Inputs::Two => 2,
+        }
+    }
+}
+
 /// Where an op writes, and the shape of what it writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
@@ -174,7 +185,7 @@ pub enum Param {
 }
 
 /// Which record fields an op uses and what they mean. The decoder validates a record by its
-/// signature and the exporter fills a record by it; fields an op does not use must be zero.
+/// signature and [`OpRecord::encode`] fills one by it; fields an op does not use are zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Signature {
     pub name: &'static str,
@@ -190,8 +201,8 @@ pub struct Signature {
 }
 
 /// The op table: each op's number in the file and its [`Signature`], written once. It makes
-/// [`Opcode`] (with `from_u32`, `signature` and `ALL`), so adding an op is one entry here
-/// and its kernel call in the engine.
+/// [`Opcode`] (with `from_u32`, `signature` and `ALL`); the decoder and the encoder follow the
+/// signature, so adding an op is one entry here and its kernel call in the engine.
 macro_rules! op_table {
     ($($(#[$doc:meta])* $name:ident = $code:literal {
         $inputs:ident, $output:ident, $weights:ident, $param:ident,
@@ -286,7 +297,73 @@ pub struct OpRecord {
     pub shift: f32,
 }
 
+/// An op's operands by what they are rather than by record word: what a compiler knows of a
+/// node. [`OpRecord::encode`] places them by the op's [`Signature`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Operands<'a> {
+    /// Arena offsets of the tensors the op reads, in order (none when it reads the caller's
+    /// input).
+    pub inputs: &'a [u32],
+    /// Arena offset of the tensor it writes (`None` when it writes the caller's output).
+    pub out: Option<u32>,
+    /// Channels and spatial size `[D, H, W]` of the (first) input.
+    pub channels: u32,
+    pub size: [u32; 3],
+    /// Channels of the output.
+    pub out_channels: u32,
+    /// See [`Param`].
+    pub param: Option<u32>,
+    /// Offset of the op's weights in the weight section.
+    pub weights: Option<u32>,
+    pub scale: Option<f32>,
+    pub shift: Option<f32>,
+    pub relu: bool,
+}
+
 impl OpRecord {
+    /// The record of `opcode` with `operands` in the fields its signature names, the rest
+    /// zero: the same fields the decoder reads. Operands the signature has no field for, or a
+    /// field it names but no operand fills, are an error (a compiler and the op table that
+    /// disagree), never silently dropped or zero.
+    pub fn encode(opcode: Opcode, operands: &Operands<'_>) -> Result<Self, &'static str> {
+        let sig = opcode.signature();
+        let o = operands;
+        if o.inputs.len() != sig.inputs.arena_tensors() {
+            return Err("the op reads a different number of arena tensors");
+        }
+        if o.out.is_some() == (sig.output == Output::Caller) {
+            return Err("the op writes the caller's output exactly when it is the last op");
+        }
+        if sig.output != Output::Conv && o.out_channels != o.channels {
+            return Err("the op keeps its channels, but the output has a different count");
+        }
+        if o.param.is_some() != (sig.param != Param::None)
+            || o.weights.is_some() != (sig.weights != WeightUse::None)
+            || o.scale.is_some() != sig.scale
+            || o.shift.is_some() != sig.shift
+            || (o.relu && !sig.relu)
+        {
+            return Err("the operands do not match the op's signature");
+        }
+        let mut r = Self::new(opcode);
+        r.a = o.inputs.first().copied().unwrap_or(0);
+        r.b = o.inputs.get(1).copied().unwrap_or(0);
+        r.out = o.out.unwrap_or(0);
+        r.channels = o.channels;
+        r.size = o.size;
+        if sig.output == Output::Conv {
+            r.out_channels = o.out_channels;
+        }
+        r.param = o.param.unwrap_or(0);
+        r.weights = o.weights.unwrap_or(0);
+        r.scale = o.scale.unwrap_or(0.0);
+        r.shift = o.shift.unwrap_or(0.0);
+        if o.relu {
+            r.flags = FLAG_RELU;
+        }
+        Ok(r)
+    }
+
     /// An all-zero record of `opcode`, to fill in.
     pub fn new(opcode: Opcode) -> Self {
         Self {
@@ -417,6 +494,123 @@ mod tests {
             |f: fn(Signature) -> bool| Opcode::ALL.iter().filter(|o| f(o.signature())).count();
         assert_eq!(count(|s| s.inputs == Inputs::Caller), 1);
         assert_eq!(count(|s| s.output == Output::Caller), 1);
+    }
+
+    #[test]
+    fn encode_fills_the_fields_the_signature_names_and_refuses_the_others() {
+        let conv = Operands {
+            inputs: &[64],
+            out: Some(128),
+            channels: 3,
+            size: [1, 8, 8],
+            out_channels: 16,
+            param: Some(2),
+            weights: Some(40),
+            scale: None,
+            shift: None,
+            relu: true,
+        };
+        let r = OpRecord::encode(Opcode::Conv, &conv).unwrap();
+        assert_eq!(
+            r.to_words(),
+            [2, FLAG_RELU, 64, 0, 128, 3, 16, 1, 8, 8, 2, 40, 0, 0, 0, 0]
+        );
+        // An elementwise op keeps its channels: the output count is not written.
+        let affine = Operands {
+            out_channels: 3,
+            param: None,
+            weights: None,
+            scale: Some(-0.5),
+            shift: Some(1.0),
+            relu: false,
+            ..conv
+        };
+        let r = OpRecord::encode(Opcode::Affine, &affine).unwrap();
+        assert_eq!((r.out_channels, r.scale, r.shift), (0, -0.5, 1.0));
+        // The caller's buffers have no arena offset.
+        let normalize = Operands {
+            inputs: &[],
+            scale: None,
+            shift: None,
+            weights: Some(0),
+            ..affine
+        };
+        assert!(OpRecord::encode(Opcode::Normalize, &normalize).is_ok());
+        let softmax = Operands {
+            inputs: &[64],
+            out: None,
+            weights: None,
+            ..normalize
+        };
+        assert!(OpRecord::encode(Opcode::ClassSoftmax, &softmax).is_ok());
+
+        let refused = [
+            (
+                Opcode::Relu,
+                Operands {
+                    scale: Some(2.0),
+                    ..softmax
+                },
+            ),
+            (
+                Opcode::Relu,
+                Operands {
+                    relu: true,
+                    out: Some(0),
+                    ..softmax
+                },
+            ),
+            (
+                Opcode::Mul,
+                Operands {
+                    out: Some(0),
+                    ..softmax
+                },
+            ),
+            (
+                Opcode::AddScaled,
+                Operands {
+                    inputs: &[0, 64],
+                    out: Some(0),
+                    ..softmax
+                },
+            ),
+            (
+                Opcode::Normalize,
+                Operands {
+                    weights: None,
+                    ..normalize
+                },
+            ),
+            (
+                Opcode::ClassSoftmax,
+                Operands {
+                    out: Some(0),
+                    ..softmax
+                },
+            ),
+            (
+                Opcode::Prolong,
+                Operands {
+                    out: Some(0),
+                    out_channels: 4,
+                    ..softmax
+                },
+            ),
+            (
+                Opcode::Conv,
+                Operands {
+                    param: None,
+                    ..conv
+                },
+            ),
+        ];
+        for (op, operands) in refused {
+            assert!(
+                OpRecord::encode(op, &operands).is_err(),
+                "{op:?} {operands:?}"
+            );
+        }
     }
 
     #[test]
