@@ -21,6 +21,7 @@ pub mod engine;
 pub mod loss;
 pub mod network;
 pub mod parallel;
+pub mod probe;
 pub mod reference;
 pub mod trainer;
 pub mod vjp;

@@ -179,6 +179,11 @@ impl NativeTrainer {
         })
     }
 
+    /// The network and the values of its last forward pass, for [`crate::probe`].
+    pub(crate) fn network_and_workspace(&self) -> (&Network, &Workspace) {
+        (&self.net, &self.ws)
+    }
+
     /// Class probabilities per sample (`[classes][voxels]`). Samples must pass
     /// [`Self::check`].
     pub fn probabilities(&mut self, samples: &[&Sample]) -> Vec<Vec<f32>> {
