@@ -337,11 +337,11 @@ fn write_overlay(dir: &Path, s: &Sample, pred: &[u8], classes: usize) -> Result<
     let [d, h, w] = s.shape;
     let z = d / 2;
     let plane = h * w;
-    let image: Vec<f32> = (0..s.channels)
+    let image: Vec<u8> = (0..s.channels)
         .flat_map(|c| {
             s.image[(c * d + z) * plane..(c * d + z + 1) * plane]
                 .iter()
-                .copied()
+                .map(|&v| msnet_eval::overlay::to_8bit(v))
         })
         .collect();
     let slice = |labels: &[u8]| labels[z * plane..(z + 1) * plane].to_vec();
@@ -352,10 +352,9 @@ fn write_overlay(dir: &Path, s: &Sample, pred: &[u8], classes: usize) -> Result<
         s.channels,
         [h, w],
         &slice(pred),
-        &slice(&s.labels),
+        Some(&slice(&s.labels)[..]),
         classes,
-    )
-    .with_context(|| format!("writing overlay {}", path.display()))?;
+    )?;
     Ok(())
 }
 

@@ -372,9 +372,9 @@ fn same_classes(reference: &[f32], other: &[f32], classes: usize, tolerance: Tol
 /// Why a golden bundle cannot be read or does not belong to its model.
 #[derive(Debug, thiserror::Error)]
 pub enum GoldenError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] IoError),
-    #[error("{0}")]
+    #[error(transparent)]
     Fs(#[from] msnet::fsutil::FsError),
     #[error("{path}: not a golden manifest: {reason}")]
     Manifest { path: PathBuf, reason: String },

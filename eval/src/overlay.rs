@@ -13,6 +13,7 @@
 //! * Ground truth: a dashed contour in [`TRUTH_COLOUR`] (pure yellow), drawn on top of the
 //!   prediction. Where both contours coincide the line alternates yellow and the class colour.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use crate::metrics::boundary;
@@ -38,6 +39,15 @@ const PALETTE: [[u8; 3]; 7] = [
 /// seven classes. Class 0 (background) is never drawn but maps to the last colour.
 pub fn class_colour(class: usize) -> [u8; 3] {
     PALETTE[(class + PALETTE.len() - 1) % PALETTE.len()]
+}
+
+/// The 8-bit sample an overlay shows for an image value in `[0, 1]` (clamped; NaN reads as 0).
+pub fn to_8bit(value: f32) -> u8 {
+    if value.is_nan() {
+        0
+    } else {
+        (value.clamp(0.0, 1.0) * 255.0).round() as u8
+    }
 }
 
 /// Nearest-neighbour upscale factor of an `[H, W]` image: 3 when `max(H, W) <= 128`, 2 when
@@ -98,15 +108,15 @@ pub enum OverlayError {
         classes: usize,
     },
     /// PNG encoding failed.
-    #[error("overlay {}: cannot encode PNG: {source}", .path.display())]
+    #[error("overlay {}: cannot encode PNG: {cause}", .path.display())]
     Encode {
         /// Output file.
         path: PathBuf,
-        /// The encoder's error.
-        source: image::ImageError,
+        /// The encoder's error (in the message, so not a `source()`: printed once).
+        cause: image::ImageError,
     },
     /// Creating, writing, syncing or renaming the temporary file failed.
-    #[error("overlay {}: {action} {}: {source}", .path.display(), .file.display())]
+    #[error("overlay {}: {action} {}: {cause}", .path.display(), .file.display())]
     Io {
         /// Output file.
         path: PathBuf,
@@ -114,17 +124,18 @@ pub enum OverlayError {
         action: &'static str,
         /// The file acted on (the temporary file).
         file: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, so not a `source()`: printed once).
+        cause: std::io::Error,
     },
 }
 
 /// Draws predicted (solid, per-class colour) and true (dashed, yellow) class contours over a gray
 /// or RGB image and writes it as a PNG at `path`, like a paper figure.
 ///
-/// * `image`: `[C, H, W]` row-major, values in `[0, 1]` (clamped; NaN reads as 0), `C = channels`
-///   is 1 (gray, replicated to RGB) or 3.
-/// * `hw`: `[H, W]`; `pred`, `truth`: `H * W` labels in `0..classes`.
+/// * `image`: `[C, H, W]` row-major 8-bit samples ([`to_8bit`] of `[0, 1]` values), `C =
+///   channels` is 1 (gray, replicated to RGB) or 3. 8-bit, because the overlay of a full-size
+///   photograph is drawn while its floats, four times the size, would otherwise still be held.
+/// * `hw`: `[H, W]`; `pred`, and `truth` when there is one, `H * W` labels in `0..classes`.
 ///
 /// The output is upscaled by [`upscale_factor`]`(hw)` (×3 for a 112×112 input). Only foreground
 /// classes (≥ 1) are drawn. The file is written atomically ([`msnet::fsutil::write_atomic`]), so `path`
@@ -135,25 +146,37 @@ pub enum OverlayError {
 /// labels out of range, encoding or I/O failures.
 pub fn write_overlay(
     path: &Path,
-    image: &[f32],
+    image: &[u8],
     channels: usize,
     hw: [usize; 2],
     pred: &[u8],
-    truth: &[u8],
+    truth: Option<&[u8]>,
     classes: usize,
 ) -> Result<(), OverlayError> {
     let rgb = render_overlay(path, image, channels, hw, pred, truth, classes)?;
-    let mut png = std::io::Cursor::new(Vec::new());
-    rgb.write_to(&mut png, image::ImageFormat::Png)
-        .map_err(|source| OverlayError::Encode {
+    // Encoded straight into the file: a full-size photograph's PNG is not held in memory too.
+    let mut failed = None;
+    let written = msnet::fsutil::write_atomic_with(path, |file| {
+        let png = image::codecs::png::PngEncoder::new(std::io::BufWriter::new(file));
+        rgb.write_with_encoder(png).map_err(|e| match e {
+            image::ImageError::IoError(e) => e,
+            e => {
+                failed = Some(e);
+                std::io::Error::other("cannot encode")
+            }
+        })
+    });
+    if let Some(cause) = failed {
+        return Err(OverlayError::Encode {
             path: path.to_owned(),
-            source,
-        })?;
-    msnet::fsutil::write_atomic(path, png.get_ref()).map_err(|e| OverlayError::Io {
+            cause,
+        });
+    }
+    written.map_err(|e| OverlayError::Io {
         path: path.to_owned(),
         action: e.action,
         file: e.path,
-        source: e.source,
+        cause: e.source,
     })
 }
 
@@ -163,11 +186,11 @@ pub fn write_overlay(
 /// As [`write_overlay`], except the encoding and I/O errors; `path` only names the figure.
 pub fn render_overlay(
     path: &Path,
-    image: &[f32],
+    image: &[u8],
     channels: usize,
     hw: [usize; 2],
     pred: &[u8],
-    truth: &[u8],
+    truth: Option<&[u8]>,
     classes: usize,
 ) -> Result<image::RgbImage, OverlayError> {
     let [h, w] = hw;
@@ -203,8 +226,11 @@ pub fn render_overlay(
     };
     check_len("image", image.len(), n * channels)?;
     check_len("prediction", pred.len(), n)?;
-    check_len("truth", truth.len(), n)?;
-    for (what, labels) in [("prediction", pred), ("truth", truth)] {
+    if let Some(truth) = truth {
+        check_len("truth", truth.len(), n)?;
+    }
+    let maps = std::iter::once(("prediction", pred)).chain(truth.map(|t| ("truth", t)));
+    for (what, labels) in maps {
         if let Some((index, &value)) = labels
             .iter()
             .enumerate()
@@ -220,13 +246,6 @@ pub fn render_overlay(
         }
     }
 
-    let to_u8 = |v: f32| {
-        if v.is_nan() {
-            0
-        } else {
-            (v.clamp(0.0, 1.0) * 255.0).round() as u8
-        }
-    };
     // Source pixel of every output pixel (nearest neighbour).
     let src = |i2: usize| (i2 / w2 / scale) * w + (i2 % w2) / scale;
     let mut buf = Vec::with_capacity(n2);
@@ -234,11 +253,23 @@ pub fn render_overlay(
         let i = src(i2);
         for c in 0..3 {
             let channel = if channels == 1 { 0 } else { c };
-            buf.push(to_u8(image[channel * n + i]));
+            buf.push(image[channel * n + i]);
         }
     }
-    let pred_up: Vec<u8> = (0..h2 * w2).map(|i2| pred[src(i2)]).collect();
-    let truth_up: Vec<u8> = (0..h2 * w2).map(|i2| truth[src(i2)]).collect();
+    // A large image is not upscaled: its label maps are used as they are, not copied.
+    fn at_scale<'a>(labels: &'a [u8], scale: usize, src: impl Fn(usize) -> usize) -> Cow<'a, [u8]> {
+        if scale == 1 {
+            Cow::Borrowed(labels)
+        } else {
+            Cow::Owned(
+                (0..labels.len() * scale * scale)
+                    .map(|i2| labels[src(i2)])
+                    .collect(),
+            )
+        }
+    }
+    let pred_up = at_scale(pred, scale, src);
+    let truth_up = truth.map(|t| at_scale(t, scale, src));
     let shape = [1, h2, w2];
     let mut paint = |labels: &[u8], class: u8, colour: [u8; 3], dashed: bool| {
         let mask: Vec<bool> = labels.iter().map(|&v| v == class).collect();
@@ -254,8 +285,10 @@ pub fn render_overlay(
     for class in drawn.clone() {
         paint(&pred_up, class, class_colour(usize::from(class)), false);
     }
-    for class in drawn {
-        paint(&truth_up, class, TRUTH_COLOUR, true);
+    if let Some(truth_up) = &truth_up {
+        for class in drawn {
+            paint(truth_up, class, TRUTH_COLOUR, true);
+        }
     }
     image::RgbImage::from_raw(w2u, h2u, buf).ok_or_else(size_err)
 }
@@ -269,10 +302,10 @@ mod tests {
     }
 
     /// A 20x30 test case: a gray ramp, truth class 1 box and class 2 box, prediction shifted.
-    fn case() -> (Vec<f32>, Vec<u8>, Vec<u8>) {
+    fn case() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         let (h, w) = (20, 30);
-        let image: Vec<f32> = (0..h * w)
-            .map(|i| (i % w) as f32 / w as f32 * 0.8)
+        let image: Vec<u8> = (0..h * w)
+            .map(|i| to_8bit((i % w) as f32 / w as f32 * 0.8))
             .collect();
         let label = |dx: usize| -> Vec<u8> {
             (0..h * w)
@@ -295,7 +328,7 @@ mod tests {
     fn overlay_writes_upscaled_png_with_truth_and_prediction_colours() {
         let (image, pred, truth) = case();
         let path = temp_path("gray.png");
-        write_overlay(&path, &image, 1, [20, 30], &pred, &truth, 3).expect("overlay written");
+        write_overlay(&path, &image, 1, [20, 30], &pred, Some(&truth), 3).expect("overlay written");
         let png = image::open(&path).expect("PNG readable").to_rgb8();
         assert_eq!(upscale_factor([20, 30]), 3);
         assert_eq!(png.dimensions(), (90, 60));
@@ -312,12 +345,12 @@ mod tests {
     #[test]
     fn overlay_of_rgb_112x112_is_336x336() {
         let n = 112 * 112;
-        let mut image = vec![0.0f32; 3 * n];
-        image[..n].fill(1.0); // red channel
+        let mut image = vec![0u8; 3 * n];
+        image[..n].fill(255); // red channel
         let mut truth = vec![0u8; n];
         truth[50 * 112 + 40..50 * 112 + 70].fill(1);
         let path = temp_path("rgb.png");
-        write_overlay(&path, &image, 3, [112, 112], &truth, &truth, 2).expect("written");
+        write_overlay(&path, &image, 3, [112, 112], &truth, Some(&truth), 2).expect("written");
         let png = image::open(&path).expect("PNG readable").to_rgb8();
         assert_eq!(png.dimensions(), (336, 336));
         assert_eq!(png.get_pixel(0, 0).0, [255, 0, 0]);
@@ -326,19 +359,44 @@ mod tests {
     }
 
     #[test]
+    fn a_large_overlay_keeps_8bit_pixels_and_draws_no_truth_when_there_is_none() {
+        let (h, w) = (260, 300);
+        assert_eq!(upscale_factor([h, w]), 1);
+        let image: Vec<u8> = (0..h * w).map(|i| (i % 251) as u8).collect();
+        let mut pred = vec![0u8; h * w];
+        for y in 100..150 {
+            pred[y * w + 80..y * w + 200].fill(1);
+        }
+        let rgb = render_overlay(Path::new("large.png"), &image, 1, [h, w], &pred, None, 2)
+            .expect("rendered");
+        assert_eq!(rgb.dimensions(), (300, 260));
+        // Away from the contour every sample is the image's own, unchanged.
+        assert_eq!(rgb.get_pixel(7, 3).0, [image[3 * w + 7]; 3]);
+        assert_eq!(rgb.get_pixel(120, 120).0, [image[120 * w + 120]; 3]);
+        assert_eq!(rgb.get_pixel(80, 100).0, class_colour(1));
+        assert!(!rgb.pixels().any(|p| p.0 == TRUTH_COLOUR));
+        assert_eq!(
+            [to_8bit(f32::NAN), to_8bit(-1.0), to_8bit(0.5), to_8bit(2.0)],
+            [0, 0, 128, 255]
+        );
+    }
+
+    #[test]
     fn overlay_rejects_bad_input_naming_the_file() {
         let (image, pred, truth) = case();
         let path = temp_path("bad.png");
-        let err = write_overlay(&path, &image, 2, [20, 30], &pred, &truth, 3).unwrap_err();
+        let err = write_overlay(&path, &image, 2, [20, 30], &pred, Some(&truth), 3).unwrap_err();
         assert!(err.to_string().contains("bad.png"), "{err}");
-        let err = write_overlay(&path, &image, 1, [20, 30], &pred[1..], &truth, 3).unwrap_err();
+        let err =
+            write_overlay(&path, &image, 1, [20, 30], &pred[1..], Some(&truth), 3).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("prediction") && msg.contains("599"), "{msg}");
-        let err = write_overlay(&path, &image, 1, [20, 30], &pred, &truth, 2).unwrap_err();
+        let err = write_overlay(&path, &image, 1, [20, 30], &pred, Some(&truth), 2).unwrap_err();
         assert!(err.to_string().contains("class 2"), "{err}");
-        assert!(write_overlay(&path, &[], 1, [0, 30], &[], &[], 3).is_err());
+        assert!(write_overlay(&path, &[], 1, [0, 30], &[], None, 3).is_err());
         let missing_dir = temp_path("no-such-dir").join("x.png");
-        let err = write_overlay(&missing_dir, &image, 1, [20, 30], &pred, &truth, 3).unwrap_err();
+        let err =
+            write_overlay(&missing_dir, &image, 1, [20, 30], &pred, Some(&truth), 3).unwrap_err();
         assert!(err.to_string().contains("x.png"), "{err}");
         assert!(!path.exists());
     }

@@ -36,19 +36,19 @@ pub use tract_check::{Comparison, TractModel, compare, run_onnx_tract};
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// The model's config cannot describe a valid MSNet.
-    #[error("cannot export: {0}")]
+    #[error(transparent)]
     Config(#[from] msnet::config::ConfigError),
     /// The model's weights do not match its config.
-    #[error("cannot export: {0}")]
+    #[error(transparent)]
     Weights(#[from] msnet::weights::WeightsError),
     /// A weight is NaN or infinite: the model is broken, exporting it would hide that.
     #[error("cannot export: weight tensor `{name}` holds a non-finite value at index {index}")]
     NonFinite { name: String, index: usize },
     /// The runtime plan could not be compiled.
-    #[error("{0}")]
+    #[error(transparent)]
     Compile(#[from] msnet_compiler::CompileError),
     /// The model directory could not be read.
-    #[error("{0}")]
+    #[error(transparent)]
     Model(#[from] msnet::model::ModelError),
     /// The requested input shape cannot run through this network.
     #[error("cannot export for input shape {shape:?} ([D, H, W]): {reason}")]
@@ -85,9 +85,9 @@ pub enum ExportError {
     )]
     SelfCheck(String),
     /// Writing the artifact failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Fs(#[from] msnet::fsutil::FsError),
     /// Writing the golden bundle failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Golden(#[from] msnet_eval::golden::GoldenError),
 }

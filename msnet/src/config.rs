@@ -275,12 +275,16 @@ impl Default for InitSpec {
 /// A config that cannot describe a valid MSNet, or a config file that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0}")]
+    #[error(transparent)]
     Fs(#[from] FsError),
     #[error("{path}: not a valid MSNet config: {reason}")]
     Parse { path: String, reason: String },
     #[error("invalid MSNet config: {0}")]
     Invalid(String),
+    /// [`ConfigError::Invalid`] of a config read from a file: the file is named, because a
+    /// user fixes the file, and a command may read several.
+    #[error("{path}: invalid MSNet config: {reason}")]
+    InvalidFile { path: String, reason: String },
 }
 
 impl Config {
@@ -379,6 +383,19 @@ impl Config {
             return bad(format!("eps must be > 0, got {}", self.eps));
         }
         let n = &self.normalization;
+        // Statistics that agree with each other were computed on the training data, so it is
+        // in_channels that disagrees with the model, usually edited for gray images.
+        if n.mean.len() == n.std.len() && n.mean.len() != self.in_channels {
+            return bad(format!(
+                "in_channels is {}, but the model was trained on {} channels (its normalization \
+                 has statistics for {}): set in_channels back to {}; `msnet-run` converts gray \
+                 images to RGB and RGB to gray as the model needs",
+                self.in_channels,
+                n.mean.len(),
+                n.mean.len(),
+                n.mean.len()
+            ));
+        }
         if n.mean.len() != self.in_channels || n.std.len() != self.in_channels {
             return bad(format!(
                 "normalization needs {} means and stds, got {} and {}",
@@ -409,7 +426,13 @@ impl Config {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        cfg.validate()?;
+        cfg.validate().map_err(|e| match e {
+            ConfigError::Invalid(reason) => ConfigError::InvalidFile {
+                path: path.display().to_string(),
+                reason,
+            },
+            e => e,
+        })?;
         Ok(cfg)
     }
 
@@ -475,6 +498,45 @@ mod tests {
                 .to_string()
                 .contains("multiple of phases")
         );
+    }
+
+    #[test]
+    fn in_channels_edited_away_from_the_normalization_says_so() {
+        let mut c = Config::new(2, 3, 3);
+        c.normalization.mean = vec![0.5, 0.4, 0.3];
+        c.in_channels = 1;
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "invalid MSNet config: in_channels is 1, but the model was trained on 3 channels \
+             (its normalization has statistics for 3): set in_channels back to 3; `msnet-run` \
+             converts gray images to RGB and RGB to gray as the model needs"
+        );
+        // Statistics that disagree with each other are the normalization's own fault.
+        c.in_channels = 3;
+        c.normalization.std = vec![1.0; 2];
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("normalization needs 3 means and stds, got 3 and 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_config_file_that_is_invalid_is_named_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("msnet-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.json");
+        let mut c = Config::new(2, 3, 4);
+        c.class_names.pop();
+        std::fs::write(&path, serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(
+            Config::load(&path).unwrap_err().to_string(),
+            format!(
+                "{}: invalid MSNet config: 3 class names for 4 classes",
+                path.display()
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

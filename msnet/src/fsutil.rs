@@ -7,14 +7,31 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A file-system failure, with the path it concerns.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {action}: {source}")]
+///
+/// Its message holds the OS error, so the error does not also report it as its `source()`: a
+/// printed chain of causes (anyhow's `{:#}`) would show it twice. The same rule holds for
+/// every error of the workspace that wraps another: it is `transparent`, or it shows its cause
+/// in its message and has no source.
+#[derive(Debug)]
 pub struct FsError {
     pub path: PathBuf,
     pub action: &'static str,
-    #[source]
     pub source: std::io::Error,
 }
+
+impl std::fmt::Display for FsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}",
+            self.path.display(),
+            self.action,
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for FsError {}
 
 fn fs_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> FsError + 'a {
     move |source| FsError {
@@ -58,11 +75,19 @@ fn temp_path(path: &Path) -> PathBuf {
 /// Writes `bytes` to `path` so that readers see either the old file or the complete new one,
 /// never a half-written file, even if the process dies mid-write.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    write_atomic_with(path, |file| file.write_all(bytes))
+}
+
+/// [`write_atomic`] of what `write` writes into the file, for a writer that streams a large
+/// file rather than building it in memory first.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
+) -> Result<(), FsError> {
     let tmp = temp_path(path);
     let result = (|| {
         let mut file = fs::File::create(&tmp).map_err(fs_err(&tmp, "cannot create"))?;
-        file.write_all(bytes)
-            .map_err(fs_err(&tmp, "cannot write"))?;
+        write(&mut file).map_err(fs_err(&tmp, "cannot write"))?;
         file.sync_all().map_err(fs_err(&tmp, "cannot sync"))?;
         fs::rename(&tmp, path).map_err(fs_err(path, "cannot replace"))
     })();

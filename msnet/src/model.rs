@@ -21,11 +21,11 @@ pub struct Model {
 /// Why a model directory could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Weights(#[from] WeightsError),
-    #[error("{0}")]
+    #[error(transparent)]
     Fs(#[from] fsutil::FsError),
     #[error("{path}: not a model directory (no {CONFIG_FILE})")]
     NotAModel { path: PathBuf },

@@ -30,7 +30,7 @@ pub struct Weights {
 /// A weight file that does not match the spec, or cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    #[error("{0}")]
+    #[error(transparent)]
     Fs(#[from] FsError),
     #[error("{path}: not a safetensors file: {reason}")]
     Corrupt { path: String, reason: String },

@@ -36,12 +36,13 @@ impl Default for NativeOptions {
 /// Why the engine could not start or take a batch.
 #[derive(Debug, thiserror::Error)]
 pub enum NativeError {
-    #[error("{0}")]
+    #[error(transparent)]
     Weights(#[from] msnet::weights::WeightsError),
-    #[error("cannot start {threads} training threads: {source}")]
+    #[error("cannot start {threads} training threads: {cause}")]
     Threads {
         threads: usize,
-        source: std::io::Error,
+        /// In the message, so not a `source()`: printed once.
+        cause: std::io::Error,
     },
     /// A sample that does not fit the network; the message names it.
     #[error("{0}")]
@@ -65,7 +66,7 @@ impl NativeTrainer {
         let net = Network::new(spec, weights)?;
         let threads = opts.threads.max(1);
         let pool =
-            ThreadPool::new(threads).map_err(|source| NativeError::Threads { threads, source })?;
+            ThreadPool::new(threads).map_err(|cause| NativeError::Threads { threads, cause })?;
         let adam = Adam::new(net.params.iter().map(Vec::len), opts.adam_epsilon);
         Ok(Self {
             net,

@@ -2,4 +2,5 @@
 //! library so it can be fuzzed and reused. The command itself lives in `main.rs`.
 
 pub mod locate;
+pub mod outputs;
 pub mod preprocess;

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use msnet::Config;
-use msnet::config::ConfigError;
 use msnet::model::CONFIG_FILE;
 use msnet_eval::golden::{self, Manifest};
 use msnet_runtime::Plan;
@@ -46,11 +45,7 @@ impl Model {
             );
         }
         let config_path = dir.join(CONFIG_FILE);
-        let config = Config::load(&config_path).map_err(|e| match e {
-            // The other variants name the file already.
-            ConfigError::Invalid(_) => anyhow!("{}: {e}", config_path.display()),
-            e => e.into(),
-        })?;
+        let config = Config::load(&config_path)?;
         let path = dir.join(PLAN_FILE);
         let bytes = std::fs::read(&path).with_context(|| {
             format!(

@@ -9,11 +9,12 @@ use anyhow::{Result, bail};
 use msnet_io::fit::InputFit;
 use msnet_io::{ImageHeader, decode_image, read_image_checked};
 
-/// Bytes per image pixel that `segment` holds at the image's own size beside the planar `f32`
-/// image: the full-size label map, its display copy and an empty truth map (3), and, while the
-/// overlay is drawn and encoded, its RGB picture, two label copies, the contour maps and the
-/// PNG bytes (about 9, more for a noisy picture's PNG).
-pub const SEGMENT_BYTES_PER_PIXEL: u64 = 12;
+/// Bytes per image pixel that `segment` holds at the image's own size beside the image's 8-bit
+/// copy, while its outputs are written: the label map (1), and, while the overlay is drawn
+/// and encoded, its RGB picture (3) and either the contour maps (2) or the PNG encoder's
+/// compressed stream, which it holds whole and grows by doubling (up to 3 bytes per pixel for
+/// a picture that does not compress, held twice while it grows): 14 measured on noise.
+pub const SEGMENT_BYTES_PER_PIXEL: u64 = 15;
 
 /// The default of `--max-image-mib`: the shipped systemd unit caps the service at
 /// `MemoryMax=256M`, and the engine (arena, plan, threads) and the binary take the rest.
@@ -25,12 +26,14 @@ pub struct ImageBudget {
     /// Refuse an image that would need more than this many MiB, judged from its header before
     /// any pixel is decoded.
     ///
-    /// The need is the larger of two moments: decoding (the decoder's buffer, the file itself
-    /// for JPEG, the image as 32-bit floats: 3 + 12 bytes per pixel for 8-bit RGB) and
-    /// segmenting (the floats again, plus about 12 bytes per pixel for the full-size mask and
-    /// overlay), so an 8-bit RGB image needs about 24 bytes per pixel: 12 MP about 275 MiB. The
-    /// default fits the shipped systemd unit (MemoryMax=256M) with room for the engine; a
-    /// refused image fails alone (in `watch`: moved to failed/), the run goes on.
+    /// The need is the largest of three moments: decoding (the decoder's buffer, the file
+    /// itself for JPEG, the image as 32-bit floats: 3 + 12 bytes per pixel for 8-bit RGB),
+    /// trading the floats for the 8-bit copy the overlay is drawn on (12 + 3), and writing the
+    /// full-size mask and overlay (the 8-bit copy and up to 15 bytes per pixel for a picture
+    /// whose PNG does not compress), so an 8-bit RGB image needs at most 18 bytes per pixel:
+    /// 12 MP about 206 MiB. The default fits the
+    /// shipped systemd unit (MemoryMax=256M) with room for the engine; a refused image fails
+    /// alone (in `watch`: moved to failed/), the run goes on.
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MAX_IMAGE_MIB)]
     pub max_image_mib: u64,
 }
@@ -38,9 +41,11 @@ pub struct ImageBudget {
 impl ImageBudget {
     /// The bytes `segment` holds at its peak for the image `header` announces.
     pub fn need(header: &ImageHeader) -> u64 {
+        let shown = header.pixels() * header.channels as u64;
         header
             .decode_bytes
-            .max(header.planar_bytes() + header.pixels() * SEGMENT_BYTES_PER_PIXEL)
+            .max(header.planar_bytes() + shown)
+            .max(shown + header.pixels() * SEGMENT_BYTES_PER_PIXEL)
     }
 
     /// `Err` with the reason when the image `header` announces is over the budget.
@@ -69,6 +74,31 @@ pub struct ModelImage {
     pub planar: Vec<f32>,
     /// `[want, size[0], size[1]]`.
     pub input: Vec<f32>,
+}
+
+/// An image as its overlay shows it: 8-bit samples ([`msnet_eval::overlay::to_8bit`]), planar
+/// `[channels, h, w]`.
+pub struct ShownImage {
+    pub channels: usize,
+    pub hw: [usize; 2],
+    pub pixels: Vec<u8>,
+}
+
+impl ModelImage {
+    /// The image's 8-bit copy for its overlay. It takes the image, so that its floats (four
+    /// times the size) are freed before the full-size outputs are made: the peak of
+    /// segmenting an image then stays that of decoding it.
+    pub fn into_shown(self) -> ShownImage {
+        ShownImage {
+            channels: self.channels,
+            hw: self.hw,
+            pixels: self
+                .planar
+                .iter()
+                .map(|&v| msnet_eval::overlay::to_8bit(v))
+                .collect(),
+        }
+    }
 }
 
 /// Reads the image at `path` within `budget` and makes the model's input from it
@@ -187,13 +217,13 @@ mod tests {
             channels: 3,
             decode_bytes: 12_000_000 * 15,
         };
-        // Segmenting outweighs decoding: the floats and the mask and overlay.
-        assert_eq!(ImageBudget::need(&rgb8), 12_000_000 * 24);
+        // Writing the outputs, on the 8-bit copy, outweighs decoding (3 + 12).
+        assert_eq!(ImageBudget::need(&rgb8), 12_000_000 * 18);
         let budget = ImageBudget { max_image_mib: 192 };
         let e = budget.admit(&rgb8).unwrap_err();
-        assert!(e.contains("4000×3000") && e.contains("275 MiB"), "{e}");
+        assert!(e.contains("4000×3000") && e.contains("206 MiB"), "{e}");
         assert!(e.contains("--max-image-mib"), "{e}");
-        assert!(ImageBudget { max_image_mib: 275 }.admit(&rgb8).is_ok());
+        assert!(ImageBudget { max_image_mib: 206 }.admit(&rgb8).is_ok());
         // A float TIFF's decode outweighs segmenting it.
         let f32_rgba = ImageHeader {
             decode_bytes: 12_000_000 * (32 + 12),

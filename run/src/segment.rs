@@ -16,11 +16,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use msnet_eval::overlay::write_overlay;
 use msnet_io::fit::InputFit;
-use msnet_io::write_gray_png;
 use msnet_run::locate::{self, Window};
-use msnet_run::preprocess::{ImageBudget, ModelImage, model_input, read_model_image};
+use msnet_run::outputs::Outputs;
+use msnet_run::preprocess::{ImageBudget, model_input, read_model_image};
 use msnet_runtime::host::Session;
 
 use crate::csv::CsvLog;
@@ -110,22 +109,6 @@ pub struct Segmented {
     pub overlay: PathBuf,
 }
 
-/// Where the mask and overlay of one image go.
-pub struct Outputs {
-    pub mask: PathBuf,
-    pub overlay: PathBuf,
-}
-
-impl Outputs {
-    /// `STEM.mask.png` and `STEM.overlay.png` in `folder`.
-    pub fn named(folder: &Path, stem: &str) -> Self {
-        Self {
-            mask: folder.join(format!("{stem}.mask.png")),
-            overlay: folder.join(format!("{stem}.overlay.png")),
-        }
-    }
-}
-
 /// An image's file name without its extension (a volume's without `.nii` or `.nii.gz`): the
 /// name its outputs, or a training sample made of it, are given.
 pub fn stem(image: &Path) -> String {
@@ -175,18 +158,24 @@ impl<'m> Inference<'m> {
         })
     }
 
-    /// The label map of `input` (the model's `[channels, h, w]`) brought back to `hw` (the
-    /// model's [`InputFit`]), and the engine's milliseconds.
-    fn labels(&mut self, input: &[f32], hw: [usize; 2]) -> Result<(Vec<u8>, f64)> {
+    /// The label map of `input` (the model's `[channels, h, w]`) at the model's size, and the
+    /// engine's milliseconds.
+    fn run(&mut self, input: &[f32]) -> Result<(Vec<u8>, f64)> {
         let t = Instant::now();
         self.session.run(input, &mut self.probs)?;
         let runtime_ms = t.elapsed().as_secs_f64() * 1e3;
         let labels = msnet_labels::argmax(&self.probs, self.model.config.classes);
-        Ok((self.fit.back(&labels, self.size, hw), runtime_ms))
+        Ok((labels, runtime_ms))
     }
 
-    /// [`Inference::labels`] of an image's pixels (`[channels, hw]`); `path` labels errors.
-    fn labels_of(
+    /// A label map of [`Inference::run`] brought back to an image's `hw` (the model's
+    /// [`InputFit`]).
+    fn back(&self, labels: &[u8], hw: [usize; 2]) -> Vec<u8> {
+        self.fit.back(labels, self.size, hw)
+    }
+
+    /// [`Inference::run`] on an image's pixels (`[channels, hw]`); `path` labels errors.
+    fn run_on(
         &mut self,
         path: &Path,
         channels: usize,
@@ -195,7 +184,7 @@ impl<'m> Inference<'m> {
     ) -> Result<(Vec<u8>, f64)> {
         let want = self.model.config.in_channels;
         let input = model_input(path, channels, hw, planar, want, self.size, self.fit)?;
-        self.labels(&input, hw)
+        self.run(&input)
     }
 }
 
@@ -285,25 +274,25 @@ impl<'m> Segmenter<'m> {
             Some(l) => &l.inference,
             None => &self.inference,
         };
-        let ModelImage {
-            channels,
-            hw,
-            planar,
-            input,
-        } = read_model_image(
+        let image = read_model_image(
             path,
             &self.budget,
             first.model.config.in_channels,
             first.size,
             first.fit,
         )?;
-        let (mask, runtime_ms, located) = match &mut self.locator {
+        let hw = image.hw;
+        // Everything that needs the image's floats is done before they are traded for its
+        // 8-bit copy, and no full-size label map exists until then: so the peak of an image
+        // stays that of decoding it (`ImageBudget::need`).
+        let (labels, runtime_ms, located) = match &mut self.locator {
             None => {
-                let (mask, ms) = self.inference.labels(&input, hw)?;
-                (mask, ms, None)
+                let (labels, ms) = self.inference.run(&image.input)?;
+                (labels, ms, None)
             }
             Some(locator) => {
-                let (disc, locator_ms) = locator.inference.labels(&input, hw)?;
+                let (disc, locator_ms) = locator.inference.run(&image.input)?;
+                let disc = locator.inference.back(&disc, hw);
                 let centre = locate::disc_centre(&disc, hw, |l| l > 0).with_context(|| {
                     format!(
                         "{}: the locator ({}) found no optic disc",
@@ -311,39 +300,33 @@ impl<'m> Segmenter<'m> {
                         locator.inference.model.dir.display()
                     )
                 })?;
+                drop(disc);
                 let side = Window::side_for(hw[0], locator.window_fraction);
                 let window = Window::around(centre, side);
-                let crop = window.crop(&planar, channels, hw);
-                let (labels, ms) = self
-                    .inference
-                    .labels_of(path, channels, [side, side], &crop)?;
+                let crop = window.crop(&image.planar, image.channels, hw);
+                let (labels, ms) =
+                    self.inference
+                        .run_on(path, image.channels, [side, side], &crop)?;
                 let located = Located {
                     centre,
                     window,
                     locator_ms,
                 };
                 // The image's latency is both models'.
-                (window.paste(&labels, hw), ms + locator_ms, Some(located))
+                (labels, ms + locator_ms, Some(located))
+            }
+        };
+        let shown = image.into_shown();
+        let mask = match &located {
+            None => self.inference.back(&labels, hw),
+            Some(l) => {
+                let side = l.window.side;
+                l.window
+                    .paste(&self.inference.back(&labels, [side, side]), hw)
             }
         };
         let classes = self.inference.model.config.classes;
-        let shown: Vec<u8> = mask
-            .iter()
-            .map(|&l| msnet_labels::mask_png::gray_of(l, classes))
-            .collect();
-        write_gray_png(&to.mask, hw, &shown)?;
-        let rgb_channels = if channels == 1 { 1 } else { 3 };
-        let shown_image = &planar[..rgb_channels * hw[0] * hw[1]];
-        let no_truth = vec![0u8; mask.len()];
-        write_overlay(
-            &to.overlay,
-            shown_image,
-            rgb_channels,
-            hw,
-            &mask,
-            &no_truth,
-            classes,
-        )?;
+        to.write(&shown, &mask, classes)?;
         let mut areas = vec![0usize; classes];
         for &l in &mask {
             areas[l as usize] += 1;

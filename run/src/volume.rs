@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use msnet_io::{
     read_volume_f32, read_volume_shape, resize_bilinear, resize_nearest, write_volume_u8,
@@ -49,10 +49,34 @@ fn resample_linear(volume: &[f32], from: [usize; 3], to: [usize; 3]) -> Vec<f32>
     resize_bilinear(&planes, 1, [d, th * tw], [td, th * tw])
 }
 
+/// The `[D, H, W]` of the volume at `path`, from its header alone, refusing a single slice
+/// (a 2D image, or a 3D header with one slice): resampled to the model's depth, every slice
+/// the model sees would be that one, a volume no 3D model was trained on.
+pub fn volume_shape(path: &Path) -> Result<[usize; 3]> {
+    let shape = read_volume_shape(path)?;
+    refuse_one_slice(path, shape)?;
+    Ok(shape)
+}
+
+/// [`volume_shape`]'s rule on a shape already read.
+fn refuse_one_slice(path: &Path, shape: [usize; 3]) -> Result<()> {
+    if shape[0] == 1 {
+        bail!(
+            "{}: a single {}×{} slice, not a volume: a 3D model needs several slices (segment \
+             a 2D slice with a 2D model, `msnet-run segment`)",
+            path.display(),
+            shape[2],
+            shape[1]
+        );
+    }
+    Ok(())
+}
+
 /// The volume at `path` as a 3D model's input at `size` (min-max normalised, resampled
 /// linearly: the module docs), with the volume's own `[D, H, W]`.
 pub fn volume_input(path: &Path, size: [usize; 3]) -> Result<([usize; 3], Vec<f32>)> {
     let (shape, mut voxels) = read_volume_f32(path)?;
+    refuse_one_slice(path, shape)?;
     if let Some(i) = voxels.iter().position(|v| !v.is_finite()) {
         bail!("{}: voxel {i} is NaN or infinite", path.display());
     }
@@ -112,7 +136,7 @@ pub fn run(a: &VolumeArgs) -> Result<ExitCode> {
     }
     check_paths(a)?;
     // The header alone: the budget is judged before the data is decompressed.
-    let shape = read_volume_shape(&a.volume)?;
+    let shape = volume_shape(&a.volume)?;
     let size = plan.size();
     let voxels_len = shape.iter().product::<usize>();
     // What this run holds at once: the engine (arena, plan, input, output) and the volume
@@ -145,8 +169,7 @@ pub fn run(a: &VolumeArgs) -> Result<ExitCode> {
     let runtime_ms = t.elapsed().as_secs_f64() * 1e3;
     let classes = model.config.classes;
     let labels = resample_nearest(&msnet_labels::argmax(&probs, classes), size, shape);
-    write_volume_u8(&a.out, shape, &labels)
-        .with_context(|| format!("cannot write {}", a.out.display()))?;
+    write_volume_u8(&a.out, shape, &labels)?;
 
     let mut counts = serde_json::Map::new();
     for (c, name) in model.config.class_names.iter().enumerate() {

@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use msnet_run::outputs::Outputs;
 
 use crate::csv::CsvLog;
 use crate::model::{Model, Threads};
 use crate::paths::{self, Output, model_files};
-use crate::segment::{self, LocatorArgs, Outputs, Segmenter};
+use crate::segment::{self, LocatorArgs, Segmenter};
 
 #[derive(Args)]
 pub struct WatchArgs {

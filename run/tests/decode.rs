@@ -12,6 +12,7 @@ use std::path::Path;
 
 use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb, RgbImage};
 use msnet_io::fit::InputFit;
+use msnet_run::outputs::Outputs;
 use msnet_run::preprocess::{ImageBudget, read_model_image};
 
 use common::{msnet_run, scratch, segment, shipped, text};
@@ -123,6 +124,65 @@ fn reading_an_image_for_the_model_holds_only_the_decoder_buffer_and_the_floats()
         "{e}"
     );
     assert!(peak < pixels, "{peak} bytes held to refuse it");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// An RGB picture of noise: its PNGs do not compress, the worst case for the encoder's buffers.
+fn noise(w: u32, h: u32) -> RgbImage {
+    let mut state = 0x2545_f491_u32;
+    ImageBuffer::from_fn(w, h, |_, _| {
+        let mut byte = || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 24) as u8
+        };
+        Rgb([byte(), byte(), byte()])
+    })
+}
+
+#[test]
+fn segmenting_an_image_holds_no_more_than_decoding_it_and_stays_within_its_budget() {
+    let dir = scratch("segment-peak");
+    let path = dir.join("photo.png");
+    let (w, h) = (1000, 800);
+    noise(w, h).save(&path).unwrap();
+    let pixels = (w * h) as usize;
+    let mut header = None;
+    msnet_io::read_image_checked(&path, |h| {
+        header = Some(*h);
+        Err("header only".into())
+    })
+    .unwrap_err();
+    let header = header.unwrap();
+    let budget = ImageBudget {
+        max_image_mib: 1024,
+    };
+    let outputs = Outputs::named(&dir, "photo");
+    let size = [112, 112];
+    // What `segment` does with an image, in its order, with a stand-in for the engine: a
+    // label map at the model's size.
+    let ((), peak) = peak_during(|| {
+        let image = read_model_image(&path, &budget, 3, size, InputFit::Resize).unwrap();
+        let labels: Vec<u8> = image.input[..size[0] * size[1]]
+            .iter()
+            .map(|&v| u8::from(v > 0.5) + u8::from(v > 0.8))
+            .collect();
+        let hw = image.hw;
+        let shown = image.into_shown();
+        let mask = InputFit::Resize.back(&labels, size, hw);
+        outputs.write(&shown, &mask, 3).unwrap();
+    });
+    let per_pixel = peak as f64 / pixels as f64;
+    // The 8-bit copy, the mask and the overlay's encoding of noise: about 17 bytes per pixel;
+    // the floats held while the overlay was drawn on them (before it took 8-bit pixels) and
+    // the PNG held in memory before its file was written made it 20 and more.
+    assert!(per_pixel < 18.0, "{per_pixel:.2} bytes per pixel");
+    assert!(
+        peak as u64 <= ImageBudget::need(&header),
+        "{peak} bytes held, {} budgeted",
+        ImageBudget::need(&header)
+    );
+    let overlay = image::open(&outputs.overlay).unwrap();
+    assert_eq!((overlay.width(), overlay.height()), (w, h));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

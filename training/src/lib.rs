@@ -31,13 +31,13 @@ use std::path::PathBuf;
 /// Why training could not run or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("{0}")]
+    #[error(transparent)]
     Model(#[from] msnet::model::ModelError),
-    #[error("{0}")]
+    #[error(transparent)]
     Fs(#[from] msnet::fsutil::FsError),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Metrics(#[from] msnet_eval::metrics::MetricsError),
     #[error("invalid training setup: {0}")]
     Options(String),
