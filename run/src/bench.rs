@@ -9,7 +9,7 @@ use clap::Args;
 use msnet_run::preprocess::{DEFAULT_MAX_IMAGE_MIB, ImageBudget, read_model_image};
 use msnet_runtime::alloc_count::allocations;
 
-use crate::model::{Model, Threads};
+use crate::model::{Kernel, Model, Threads};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -18,6 +18,8 @@ pub struct BenchArgs {
     model: PathBuf,
     #[command(flatten)]
     threads: Threads,
+    #[command(flatten)]
+    kernel: Kernel,
     /// Timed frames (after the warm-up).
     #[arg(long, default_value_t = 30)]
     runs: usize,
@@ -82,6 +84,7 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
     let model = Model::load(&a.model)?;
     let plan = model.plan();
     let mut session = model.session(&a.threads)?;
+    a.kernel.apply(&mut session)?;
     let input: Vec<f32> = match &a.input {
         Some(path) => read_input(path, &model)?,
         // A smooth, structured input in [0, 1].
@@ -123,17 +126,18 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         "gflop_per_frame": gflop,
         "gflops_at_median": gflop / (median * 1e-3),
         "arch": std::env::consts::ARCH,
-        "conv_kernel": msnet_runtime::kernels::conv::path(),
+        "conv_kernel": session.conv_kernel().name(),
     });
     if a.json {
         println!("{report}");
     } else {
         println!(
-            "{} on {input_name}: input {:?}, {} thread(s), {} runs: median {median:.2} ms, min {min:.2} ms, {:.1} GFLOP/s, \
+            "{} on {input_name}: input {:?}, {} thread(s), conv kernel {}, {} runs: median {median:.2} ms, min {min:.2} ms, {:.1} GFLOP/s, \
              {} allocations per frame, arena {:.2} MiB",
             a.model.display(),
             plan.size(),
             session.threads(),
+            session.conv_kernel().name(),
             a.runs,
             gflop / (median * 1e-3),
             allocs as f64 / a.runs as f64,

@@ -12,7 +12,7 @@ use msnet_eval::golden::{self, Manifest};
 use msnet_runtime::Plan;
 use msnet_runtime::format::PLAN_FILE;
 use msnet_runtime::host::{PlanBuffer, Session, SessionError};
-use msnet_runtime::kernels::conv;
+use msnet_runtime::kernels::conv::ConvKernel;
 
 /// The journal `msnet export` keeps in the model directory while it moves its files into
 /// place (msnet-exporter's `stage::JOURNAL_FILE`; this crate must not link the exporter,
@@ -174,6 +174,27 @@ impl Threads {
     }
 }
 
+/// `--kernel`, shared by the commands that time or check the runtime.
+#[derive(Args, Clone)]
+pub struct Kernel {
+    /// Convolution kernel to run instead of the fastest this CPU has: avx512f (or avx512),
+    /// avx2+fma (or avx2), neon, portable. For comparing kernels on one machine; one this CPU
+    /// cannot run is an error.
+    #[arg(long = "kernel", value_name = "NAME")]
+    kernel: Option<String>,
+}
+
+impl Kernel {
+    /// Puts `session` on the named kernel, if one was named.
+    pub fn apply(&self, session: &mut Session<'_>) -> Result<()> {
+        if let Some(name) = &self.kernel {
+            let k = ConvKernel::named(name).map_err(|e| anyhow!("--kernel {name}: {e}"))?;
+            session.set_conv_kernel(k);
+        }
+        Ok(())
+    }
+}
+
 #[derive(Args)]
 pub struct InfoArgs {
     /// Model directory holding config.json and model.msplan.
@@ -211,10 +232,15 @@ pub fn info(a: &InfoArgs) -> Result<ExitCode> {
         h.file_len
     );
     println!("cost: {:.3} GFLOP per frame", 2.0 * h.macs as f64 * 1e-9);
+    let others: Vec<&str> = ConvKernel::available()
+        .skip(1)
+        .map(ConvKernel::name)
+        .collect();
     println!(
-        "this device: {}, conv kernel {}, {} core(s)",
+        "this device: {}, conv kernel {} (also runs: {}), {} core(s)",
         std::env::consts::ARCH,
-        conv::path(),
+        ConvKernel::best().name(),
+        others.join(", "),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     Ok(ExitCode::SUCCESS)

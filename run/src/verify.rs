@@ -8,9 +8,8 @@ use clap::Args;
 use msnet::model::CONFIG_FILE;
 use msnet_eval::golden;
 use msnet_runtime::format::PLAN_FILE;
-use msnet_runtime::kernels::conv;
 
-use crate::model::{Model, Threads};
+use crate::model::{Kernel, Model, Threads};
 
 #[derive(Args)]
 pub struct VerifyArgs {
@@ -19,6 +18,8 @@ pub struct VerifyArgs {
     model: PathBuf,
     #[command(flatten)]
     threads: Threads,
+    #[command(flatten)]
+    kernel: Kernel,
     /// Also run model.nnef.tgz with tract (tract-core + tract-nnef) on every golden input and
     /// compare: a second, independent engine cross-checking this one on the device.
     #[cfg(feature = "tract")]
@@ -62,6 +63,7 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
     }
     let plan = model.plan();
     let mut session = model.session(&a.threads)?;
+    a.kernel.apply(&mut session)?;
     let mut output = vec![0.0; plan.output_len()];
     let t = manifest.tolerance;
     println!(
@@ -80,7 +82,7 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
     println!(
         "engine: msnet-runtime on {}, conv kernel {}, {} thread(s)",
         std::env::consts::ARCH,
-        conv::path(),
+        session.conv_kernel().name(),
         session.threads()
     );
     #[cfg(feature = "tract")]

@@ -45,6 +45,51 @@ fn bench_reports_zero_allocations_per_frame_with_two_threads() {
     assert!(report["conv_kernel"].is_string(), "{report}");
 }
 
+#[test]
+fn kernel_flag_runs_the_named_kernel_and_refuses_one_this_cpu_lacks() {
+    // Portable runs everywhere; verify's golden tolerances hold on it too.
+    let o = msnet_run(&["verify", "--model", &shipped(), "--kernel", "portable"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("conv kernel portable"), "{}", text(&o));
+    let o = msnet_run(&[
+        "bench",
+        "--model",
+        &shipped(),
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+        "--kernel",
+        "portable",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["conv_kernel"], "portable", "{report}");
+    // A kernel of another architecture: named, and what this CPU runs instead listed.
+    let foreign = if cfg!(target_arch = "aarch64") {
+        "avx2"
+    } else {
+        "neon"
+    };
+    let o = msnet_run(&["bench", "--model", &shipped(), "--kernel", foreign]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains(&format!("--kernel {foreign}"))
+            && t.contains("cannot run")
+            && t.contains("portable"),
+        "{t}"
+    );
+    let o = msnet_run(&["bench", "--model", &shipped(), "--kernel", "avx-512"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("no convolution kernel has that name"),
+        "{}",
+        text(&o)
+    );
+}
+
 fn write_phantom_png(path: &Path, h: usize, w: usize) {
     let sample = msnet_io::phantom::nested_ellipses(3, 3, [1, h, w], 3);
     let pixels = h * w;

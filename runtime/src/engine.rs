@@ -8,7 +8,7 @@ use core::ops::Range;
 
 use crate::denormals::FlushDenormals;
 use crate::format::Opcode;
-use crate::kernels::{conv, elementwise, layout, resample, softmax};
+use crate::kernels::{elementwise, layout, resample, softmax};
 use crate::parallel::{Parallel, Sequential, split};
 use crate::plan::{Program, Step};
 
@@ -189,6 +189,7 @@ fn execute(
         Opcode::Conv => {
             let shape = step.conv_shape(plan.header().dims as usize);
             let w = weights();
+            let kernel = program.conv_kernel();
             let row_len = shape.output_len() / shape.rows().max(1);
             let row_macs = row_len * shape.weights_len() / shape.cout.max(1);
             split(
@@ -197,7 +198,7 @@ fn execute(
                 row_len,
                 min_units(MIN_TASK_MACS, row_macs),
                 s.out,
-                |rows, out| conv::conv(&shape, a, w, step.relu, rows, out),
+                |rows, out| kernel.conv(&shape, a, w, step.relu, rows, out),
             );
         }
         Opcode::AddScaled => {

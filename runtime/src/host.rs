@@ -4,6 +4,7 @@
 use std::vec;
 use std::vec::Vec;
 
+use crate::kernels::conv::ConvKernel;
 use crate::pool::ThreadPool;
 use crate::{Plan, PlanError, Program, RunError, Step, run_with};
 
@@ -50,6 +51,7 @@ pub struct Session<'a> {
     steps: Vec<Step>,
     arena: Vec<f32>,
     pool: ThreadPool,
+    conv: ConvKernel,
 }
 
 /// Why a session could not be set up.
@@ -101,6 +103,7 @@ impl<'a> Session<'a> {
             plan,
             steps,
             pool,
+            conv: ConvKernel::best(),
         })
     }
 
@@ -113,9 +116,20 @@ impl<'a> Session<'a> {
         &self.plan
     }
 
+    /// The convolution kernel frames run on: [`ConvKernel::best`] unless set.
+    pub fn conv_kernel(&self) -> ConvKernel {
+        self.conv
+    }
+
+    /// Runs the following frames on `conv` (to compare kernels; see
+    /// [`Program::with_conv_kernel`]).
+    pub fn set_conv_kernel(&mut self, conv: ConvKernel) {
+        self.conv = conv;
+    }
+
     /// Runs one frame (see [`crate::run`]).
     pub fn run(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), RunError> {
-        let program = Program::from_prepared(self.plan, &self.steps);
+        let program = Program::from_prepared(self.plan, &self.steps, self.conv);
         run_with(&program, input, &mut self.arena, output, &self.pool)
     }
 }

@@ -12,7 +12,7 @@ use crate::format::{
     FLAG_RELU, HEADER_WORDS, Header, Inputs, MAGIC, OP_WORDS, OpRecord, Opcode, Output, Param,
     WeightUse, not_a_plan, plan_checksum,
 };
-use crate::kernels::conv::ConvShape;
+use crate::kernels::conv::{ConvKernel, ConvShape};
 
 mod flow;
 
@@ -142,6 +142,7 @@ pub struct Plan<'a> {
 pub struct Program<'a> {
     plan: Plan<'a>,
     steps: &'a [Step],
+    conv: ConvKernel,
 }
 
 impl<'a> Program<'a> {
@@ -154,10 +155,22 @@ impl<'a> Program<'a> {
         self.steps
     }
 
+    /// The convolution kernel the program runs: [`ConvKernel::best`] unless set with
+    /// [`Program::with_conv_kernel`].
+    pub fn conv_kernel(&self) -> ConvKernel {
+        self.conv
+    }
+
+    /// The same program on another convolution kernel (to compare kernels: every kernel gives
+    /// the same result up to rounding, and the fused ones agree to the bit).
+    pub fn with_conv_kernel(self, conv: ConvKernel) -> Self {
+        Self { conv, ..self }
+    }
+
     /// For storage [`Plan::prepare`] filled (the host session keeps its own).
     #[cfg(feature = "std")]
-    pub(crate) fn from_prepared(plan: Plan<'a>, steps: &'a [Step]) -> Self {
-        Self { plan, steps }
+    pub(crate) fn from_prepared(plan: Plan<'a>, steps: &'a [Step], conv: ConvKernel) -> Self {
+        Self { plan, steps, conv }
     }
 }
 
@@ -282,7 +295,11 @@ impl<'a> Plan<'a> {
             ));
         }
         flow::check(steps)?;
-        Ok(Program { plan: *self, steps })
+        Ok(Program {
+            plan: *self,
+            steps,
+            conv: ConvKernel::best(),
+        })
     }
 
     pub fn header(&self) -> &Header {

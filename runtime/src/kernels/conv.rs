@@ -167,27 +167,15 @@ pub fn conv_reference(
     }
 }
 
-/// The name of the path [`conv`] takes on this CPU: `avx2+fma`, `neon`, or `portable` (SSE2
-/// on x86_64, whatever LLVM makes of it elsewhere). Reported by `msnet-run` so a device log
-/// shows which kernel produced its numbers.
+/// The name of the path [`conv`] takes on this CPU ([`ConvKernel::best`]): `avx512f`,
+/// `avx2+fma`, `neon`, or `portable` (SSE2 on x86_64, whatever LLVM makes of it elsewhere).
+/// Reported by `msnet-run` so a device log shows which kernel produced its numbers.
 pub fn path() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    if avx::available() {
-        return "avx2+fma";
-    }
-    if cfg!(target_arch = "aarch64") {
-        "neon"
-    } else {
-        "portable"
-    }
+    ConvKernel::best().name()
 }
 
-/// The fastest path available on this CPU (same contract as [`conv_reference`]).
-///
-/// On x86_64 that is the AVX2+FMA path, picked at run time with the `std` feature and at
-/// compile time (`-C target-feature=+avx2,+fma` or a `target-cpu` that has them) without it,
-/// else SSE2 through the portable path; NEON with fused multiply-add on aarch64; elsewhere the
-/// portable path that LLVM vectorises.
+/// The fastest path available on this CPU ([`ConvKernel::best`]; same contract as
+/// [`conv_reference`]).
 pub fn conv(
     shape: &ConvShape,
     x: &[f32],
@@ -196,24 +184,182 @@ pub fn conv(
     rows: Range<usize>,
     out: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if avx::available() {
-        // SAFETY: AVX2 and FMA are present on this CPU (just checked).
-        unsafe { avx::conv(shape, x, w, relu, rows, out) };
-        return;
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        // SAFETY: NEON is baseline on aarch64. 32 registers: 6 positions × 4 vectors = 24
-        // accumulators + 4 weight vectors + 1 broadcast.
-        unsafe { conv_with::<neon::Neon, 4, 6, 8>(shape, x, w, relu, rows, out) };
-    }
-    #[cfg(not(target_arch = "aarch64"))]
-    conv_portable(shape, x, w, relu, rows, out);
+    ConvKernel::best().conv(shape, x, w, relu, rows, out);
 }
 
-/// The path for x86_64 CPUs without AVX2+FMA and for architectures without a backend here.
-#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
+/// One implementation of [`conv`] (and of the weight gradient, which takes the same path:
+/// [`crate::kernels::conv_grad`]). A value is proof that this CPU can run it: the only ways to
+/// get one ([`ConvKernel::best`], [`ConvKernel::named`], [`ConvKernel::available`]) check the
+/// CPU first, which is what makes [`ConvKernel::conv`] safe to call.
+///
+/// On x86_64 the CPU features are detected at run time with the `std` feature, and taken from
+/// the compile-time target features without it (`-C target-cpu=...`); NEON is baseline on
+/// aarch64; the portable path runs everywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvKernel(pub(super) Isa);
+
+/// The paths this architecture has, as [`ConvKernel`] wraps them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Isa {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+    Portable,
+}
+
+impl Isa {
+    /// Fastest first: [`ConvKernel::best`] takes the first one the CPU has. AVX-512F before
+    /// AVX2: on the development machine's Xeon (Emerald Rapids) it made whole frames 1.2–1.3×
+    /// faster, with no frequency penalty that ate the gain (`docs/benchmarks.md`).
+    const ALL: &[Isa] = &[
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon,
+        Isa::Portable,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512f",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => "avx2+fma",
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => "neon",
+            Isa::Portable => "portable",
+        }
+    }
+
+    fn supported(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx::avx512_available(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx::available(),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => true,
+            Isa::Portable => true,
+        }
+    }
+}
+
+/// Every kernel name on any architecture, as [`ConvKernel::name`] reports it, with the short
+/// name [`ConvKernel::named`] also takes: so that a name valid elsewhere is told apart from a
+/// misspelt one.
+const NAMES: [(&str, &str); 4] = [
+    ("avx512f", "avx512"),
+    ("avx2+fma", "avx2"),
+    ("neon", "neon"),
+    ("portable", "portable"),
+];
+
+/// Why [`ConvKernel::named`] gave no kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelError {
+    /// No kernel has that name on any architecture.
+    Unknown,
+    /// The kernel (named as [`ConvKernel::name`] would) exists, but not on this CPU.
+    Unsupported(&'static str),
+}
+
+impl core::fmt::Display for KernelError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Unknown => {
+                f.write_str("no convolution kernel has that name (the names:")?;
+                for (i, (name, short)) in NAMES.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { ", " };
+                    write!(f, "{sep}{name}")?;
+                    if short != name {
+                        write!(f, " or {short}")?;
+                    }
+                }
+                f.write_str(")")?;
+            }
+            Self::Unsupported(name) => {
+                write!(
+                    f,
+                    "this CPU cannot run the {name} convolution kernel (it runs:"
+                )?;
+                for (i, k) in ConvKernel::available().enumerate() {
+                    let sep = if i == 0 { " " } else { ", " };
+                    write!(f, "{sep}{}", k.name())?;
+                }
+                f.write_str(")")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ConvKernel {
+    /// The fastest kernel this CPU runs: the one place the choice is made.
+    pub fn best() -> Self {
+        Self::available().next().unwrap_or(Self(Isa::Portable))
+    }
+
+    /// Every kernel this CPU runs, fastest first (the portable one last).
+    pub fn available() -> impl Iterator<Item = Self> {
+        Isa::ALL.iter().copied().filter(|i| i.supported()).map(Self)
+    }
+
+    /// The kernel called `name` (what [`ConvKernel::name`] reports, or its short form:
+    /// `avx512`, `avx2`), if this CPU runs it. For benchmarks and tests that compare kernels;
+    /// everything else should take [`ConvKernel::best`].
+    pub fn named(name: &str) -> Result<Self, KernelError> {
+        let (full, _) = NAMES
+            .iter()
+            .find(|(full, short)| name == *full || name == *short)
+            .ok_or(KernelError::Unknown)?;
+        Self::available()
+            .find(|k| k.name() == *full)
+            .ok_or(KernelError::Unsupported(full))
+    }
+
+    /// `avx512f`, `avx2+fma`, `neon` or `portable`.
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+
+    /// The convolution on this path (same contract as [`conv_reference`]).
+    pub fn conv(
+        self,
+        shape: &ConvShape,
+        x: &[f32],
+        w: &[f32],
+        relu: bool,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
+        match self.0 {
+            // SAFETY (both `Avx512` arms): a `ConvKernel` of `Avx512` is only made where
+            // AVX-512F, AVX2 and FMA were detected.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if shape.cout < avx::AVX512_MIN_COUT => unsafe {
+                avx::conv(shape, x, w, relu, rows, out)
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx::conv512(shape, x, w, relu, rows, out) },
+            // SAFETY: a `ConvKernel` of `Avx2` is only made where AVX2 and FMA were detected.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx::conv(shape, x, w, relu, rows, out) },
+            // SAFETY: NEON is baseline on aarch64. 32 registers: 6 positions × 4 vectors = 24
+            // accumulators + 4 weight vectors + 1 broadcast.
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => unsafe { conv_with::<neon::Neon, 4, 6, 8>(shape, x, w, relu, rows, out) },
+            Isa::Portable => conv_portable(shape, x, w, relu, rows, out),
+        }
+    }
+}
+
+/// The path for CPUs without a SIMD backend here (x86_64 without AVX2+FMA, other
+/// architectures), and a baseline to compare the others with.
 fn conv_portable(
     shape: &ConvShape,
     x: &[f32],
@@ -319,6 +465,11 @@ pub(super) mod avx {
     /// `mul_add`, and LLVM does not contract `a * b + c` on its own.
     pub(in crate::kernels) struct Avx2;
 
+    /// AVX-512F, 16 lanes in 32 registers. Same summation order as [`Avx2`] (lanes are output
+    /// channels, so the lane count never changes which terms an output sums, nor their order):
+    /// the two paths agree to the bit.
+    pub(in crate::kernels) struct Avx512;
+
     /// Whether the AVX2+FMA path may run here.
     #[inline]
     pub(in crate::kernels) fn available() -> bool {
@@ -331,6 +482,29 @@ pub(super) mod avx {
             cfg!(all(target_feature = "avx2", target_feature = "fma"))
         }
     }
+
+    /// Whether the AVX-512F path may run here (the detection also checks that the OS saves
+    /// the 512-bit registers). It hands narrow convolutions to the AVX2 lanes, so it needs
+    /// AVX2+FMA too (every AVX-512F CPU has them; a hypervisor could still hide them).
+    #[inline]
+    pub(in crate::kernels) fn avx512_available() -> bool {
+        #[cfg(feature = "std")]
+        {
+            std::is_x86_feature_detected!("avx512f") && available()
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            cfg!(target_feature = "avx512f") && available()
+        }
+    }
+
+    /// Fewer output channels than this, and the AVX-512F kernel hands the call to the AVX2
+    /// one: a single partial vector either way, the same instruction count, but the 16-lane
+    /// masked loads and stores are slower (16→3 at 128×128: 18.8 against 22.7 GFLOP/s; the
+    /// weight gradient 14.1 against 19.8). The two agree to the bit, so the result is the same.
+    /// The AVX2 function is called from outside the AVX-512 one: inlined there, LLVM turns its
+    /// 8-lane masked loads and stores into 16-lane ones and the loss comes back.
+    pub(in crate::kernels) const AVX512_MIN_COUT: usize = 9;
 
     /// # Safety
     /// The CPU must support AVX2 and FMA.
@@ -347,6 +521,26 @@ pub(super) mod avx {
         // 6 positions × 16 channels = 12 accumulators + 2 weight vectors + 1 broadcast: 15 of
         // the 16 ymm registers.
         unsafe { super::conv_with::<Avx2, 2, 6, 12>(shape, x, w, relu, rows, out) }
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn conv512(
+        shape: &ConvShape,
+        x: &[f32],
+        w: &[f32],
+        relu: bool,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
+        // SAFETY: the features `Avx512` needs are enabled on this function (caller's contract).
+        // 12 positions × 32 channels = 24 accumulators + 2 weight vectors + 1 broadcast: 27 of
+        // the 32 zmm registers. MSNet's 16-channel layers take the one-vector chunk: 12
+        // accumulators, more than the 8 that two FMA units of latency 4 need in flight. (8, 12,
+        // 16 and 24 positions there timed alike within this machine's noise on
+        // fundus-disc-cup.)
+        unsafe { super::conv_with::<Avx512, 2, 12, 12>(shape, x, w, relu, rows, out) }
     }
 
     // Lanes 0..n of a mask are `MASKS[8 - n..16 - n]`.
@@ -394,6 +588,54 @@ pub(super) mod avx {
         unsafe fn relu(v: __m256) -> __m256 {
             // max_ps returns the second operand when the first is NaN, like f32::max(NaN, 0).
             unsafe { _mm256_max_ps(v, _mm256_setzero_ps()) }
+        }
+    }
+
+    unsafe impl Simd for Avx512 {
+        const N: usize = 16;
+        type V = __m512;
+        type M = __mmask16;
+        #[inline(always)]
+        unsafe fn zero() -> __m512 {
+            unsafe { _mm512_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> __m512 {
+            // Where it feeds a single FMA (the one-vector blocks), LLVM folds this into it as
+            // an embedded broadcast (`{1to16}`): no register spent on it.
+            unsafe { _mm512_set1_ps(*p) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m512 {
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m512) {
+            unsafe { _mm512_storeu_ps(p, v) }
+        }
+        #[inline(always)]
+        unsafe fn mask(n: usize) -> __mmask16 {
+            debug_assert!((1..=16).contains(&n));
+            u16::MAX >> (16 - n)
+        }
+        #[inline(always)]
+        unsafe fn load_part(p: *const f32, m: __mmask16) -> __m512 {
+            // Masked-off lanes are not read (faults suppressed), so this never touches memory
+            // past the slice.
+            unsafe { _mm512_maskz_loadu_ps(m, p) }
+        }
+        #[inline(always)]
+        unsafe fn store_part(p: *mut f32, m: __mmask16, v: __m512) {
+            unsafe { _mm512_mask_storeu_ps(p, m, v) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn relu(v: __m512) -> __m512 {
+            // As `Avx2::relu`: vmaxps returns the second operand when the first is NaN.
+            unsafe { _mm512_max_ps(v, _mm512_setzero_ps()) }
         }
     }
 }
@@ -741,9 +983,10 @@ mod tests {
         out
     }
 
-    type Kernel = fn(&ConvShape, &[f32], &[f32], bool, Range<usize>, &mut [f32]);
+    trait Kernel: Fn(&ConvShape, &[f32], &[f32], bool, Range<usize>, &mut [f32]) {}
+    impl<K: Fn(&ConvShape, &[f32], &[f32], bool, Range<usize>, &mut [f32])> Kernel for K {}
 
-    fn run(k: Kernel, s: &ConvShape, x: &[f32], w: &[f32], relu: bool) -> Vec<f32> {
+    fn run(k: impl Kernel, s: &ConvShape, x: &[f32], w: &[f32], relu: bool) -> Vec<f32> {
         let mut out = vec![f32::NAN; s.output_len()];
         k(s, x, w, relu, 0..s.rows(), &mut out);
         out
@@ -762,6 +1005,7 @@ mod tests {
             [1, 8, 8],
             [1, 6, 16],
             [1, 4, 17],
+            [1, 3, 18],
             [1, 3, 29],
         ];
         let sizes3: &[[usize; 3]] = &[
@@ -789,6 +1033,9 @@ mod tests {
             (2, 24),
             (3, 32),
             (1, 35),
+            (17, 17),
+            (4, 48),
+            (1, 51),
         ];
         for stride in [1, 2] {
             for &(cin, cout) in chans {
@@ -887,7 +1134,7 @@ mod tests {
     }
 
     /// Every kernel against the reference: full runs, and row chunks whose union is the run.
-    fn check_kernel(k: Kernel, name: &str) {
+    fn check_kernel(k: impl Kernel, name: &str) {
         let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
         for s in shapes() {
             let x = rng.fill(s.input_len());
@@ -896,7 +1143,7 @@ mod tests {
             for relu in [false, true] {
                 let what = std::format!("{name} {s:?} relu {relu}");
                 let want = run(conv_reference, &s, &x, &w, relu);
-                let got = run(k, &s, &x, &w, relu);
+                let got = run(&k, &s, &x, &w, relu);
                 assert_close(&got, &want, &scale, &what);
                 let rows = s.rows();
                 let row_len = s.output_len() / rows;
@@ -922,6 +1169,114 @@ mod tests {
     #[test]
     fn portable_matches_reference() {
         check_kernel(conv_portable, "portable");
+    }
+
+    /// The kernel called `name`, or `None` after a note that its test is skipped on this CPU.
+    fn kernel_or_skip(name: &str) -> Option<ConvKernel> {
+        ConvKernel::named(name)
+            .inspect_err(|e| std::eprintln!("skipped: {e}"))
+            .ok()
+    }
+
+    fn check_named(name: &str) {
+        if let Some(k) = kernel_or_skip(name) {
+            assert_eq!(k.name(), name);
+            check_kernel(
+                |s, x, w, relu, rows, out| k.conv(s, x, w, relu, rows, out),
+                name,
+            );
+        }
+    }
+
+    #[test]
+    fn avx512_matches_reference() {
+        check_named("avx512f");
+    }
+
+    #[test]
+    fn avx2_matches_reference() {
+        check_named("avx2+fma");
+    }
+
+    /// Lanes are output channels, so the lane count changes neither which terms an output
+    /// sums nor their order: the two fused x86 paths must agree to the bit, which a trainer
+    /// moving between CPUs relies on.
+    #[test]
+    fn avx512_agrees_with_avx2_to_the_bit() {
+        let (Some(k512), Some(k2)) = (kernel_or_skip("avx512f"), kernel_or_skip("avx2+fma")) else {
+            return;
+        };
+        let mut rng = XorShift(0x5DEE_CE66_D1CE_4E5B);
+        for s in shapes() {
+            let x = rng.fill(s.input_len());
+            let w = rng.fill(s.weights_len());
+            for relu in [false, true] {
+                let a = run(
+                    |s, x, w, r, rows, o| k512.conv(s, x, w, r, rows, o),
+                    &s,
+                    &x,
+                    &w,
+                    relu,
+                );
+                let b = run(
+                    |s, x, w, r, rows, o| k2.conv(s, x, w, r, rows, o),
+                    &s,
+                    &x,
+                    &w,
+                    relu,
+                );
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "{s:?} relu {relu}");
+            }
+        }
+    }
+
+    #[test]
+    fn kernels_are_chosen_and_named() {
+        let all: Vec<ConvKernel> = ConvKernel::available().collect();
+        assert_eq!(ConvKernel::best(), all[0]);
+        assert_eq!(path(), all[0].name());
+        assert_eq!(all.last().map(|k| k.name()), Some("portable"));
+        for &k in &all {
+            assert_eq!(ConvKernel::named(k.name()), Ok(k));
+        }
+        for (full, short) in NAMES {
+            assert_eq!(ConvKernel::named(short), ConvKernel::named(full), "{short}");
+            if let Err(e) = ConvKernel::named(full) {
+                assert_eq!(e, KernelError::Unsupported(full));
+                let msg = std::format!("{e}");
+                assert!(msg.contains(full) && msg.contains("portable"), "{msg}");
+            }
+        }
+        for bad in ["", "AVX2", "avx-512", "sse2"] {
+            assert_eq!(ConvKernel::named(bad), Err(KernelError::Unknown), "{bad:?}");
+        }
+        let msg = std::format!("{}", KernelError::Unknown);
+        assert!(
+            msg.contains("avx512f or avx512") && msg.contains("neon"),
+            "{msg}"
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            let has = |f: bool, name| assert_eq!(ConvKernel::named(name).is_ok(), f, "{name}");
+            has(std::is_x86_feature_detected!("avx512f"), "avx512f");
+            has(
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+                "avx2+fma",
+            );
+            assert_eq!(
+                ConvKernel::named("neon"),
+                Err(KernelError::Unsupported("neon"))
+            );
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            assert_eq!(path(), "neon");
+            assert_eq!(
+                ConvKernel::named("avx512"),
+                Err(KernelError::Unsupported("avx512f"))
+            );
+        }
     }
 
     /// The driver as NEON runs it (four vectors in the wide chunk), on the portable lanes.
@@ -957,24 +1312,29 @@ mod tests {
             let w = rng.fill(s.weights_len());
             let scale = abs_scale(&s, &x, &w);
             let want = run(conv_reference, &s, &x, &w, true);
-            assert_close(
-                &run(conv, &s, &x, &w, true),
-                &want,
-                &scale,
-                &std::format!("{s:?}"),
-            );
-            // A middle chunk on its own.
-            let rows = s.rows();
-            let row_len = s.output_len() / rows;
-            let (a, b) = (rows / 3, 2 * rows / 3 + 1);
-            let mut out = vec![0.0; (b - a) * row_len];
-            conv(&s, &x, &w, true, a..b, &mut out);
-            assert_close(
-                &out,
-                &want[a * row_len..b * row_len],
-                &scale[a * row_len..b * row_len],
-                &std::format!("{s:?} rows {a}..{b}"),
-            );
+            for k in ConvKernel::available() {
+                let what = std::format!("{} {s:?}", k.name());
+                let got = run(
+                    |s, x, w, r, rows, o| k.conv(s, x, w, r, rows, o),
+                    &s,
+                    &x,
+                    &w,
+                    true,
+                );
+                assert_close(&got, &want, &scale, &what);
+                // A middle chunk on its own.
+                let rows = s.rows();
+                let row_len = s.output_len() / rows;
+                let (a, b) = (rows / 3, 2 * rows / 3 + 1);
+                let mut out = vec![0.0; (b - a) * row_len];
+                k.conv(&s, &x, &w, true, a..b, &mut out);
+                assert_close(
+                    &out,
+                    &want[a * row_len..b * row_len],
+                    &scale[a * row_len..b * row_len],
+                    &std::format!("{what} rows {a}..{b}"),
+                );
+            }
         }
     }
 

@@ -25,9 +25,11 @@
 
 use core::ops::Range;
 
+#[cfg(target_arch = "x86_64")]
+use super::conv::avx::AVX512_MIN_COUT;
 #[cfg(target_arch = "aarch64")]
 use super::conv::neon::Neon;
-use super::conv::{ConvShape, Portable, Simd, check};
+use super::conv::{ConvKernel, ConvShape, Isa, Portable, Simd, check};
 
 /// Output positions per tile (at least one whole row): enough that the register block's
 /// read-modify-write of `dw` is noise next to the multiply-adds even on the 4×4 levels, few
@@ -81,37 +83,52 @@ pub fn weight_grad_reference(
     }
 }
 
-/// The name of the path [`weight_grad`] takes on this CPU: `avx2+fma`, `neon`, or `portable`
-/// (the same choice, by the same test, as the forward [`path`](super::conv::path)).
+/// The name of the path [`weight_grad`] takes on this CPU: `avx512f`, `avx2+fma`, `neon`, or
+/// `portable` (the same choice as the forward [`path`](super::conv::path):
+/// [`ConvKernel::best`]).
 pub fn weight_grad_path() -> &'static str {
     super::conv::path()
 }
 
-/// The fastest path available on this CPU (same contract as [`weight_grad_reference`]; the
-/// summation order is in the module docs).
-///
-/// AVX2+FMA on x86_64 when [`conv`](super::conv::conv) would use it (run-time detection with
-/// the `std` feature, compile-time target features without), NEON with fused multiply-add on
-/// aarch64, else the portable path.
+/// The fastest path available on this CPU ([`ConvKernel::best`]; same contract as
+/// [`weight_grad_reference`], the summation order is in the module docs).
 pub fn weight_grad(shape: &ConvShape, x: &[f32], dy: &[f32], rows: Range<usize>, dw: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::conv::avx::available() {
-        // SAFETY: AVX2 and FMA are present on this CPU (just checked).
-        unsafe { avx::weight_grad(shape, x, dy, rows, dw) };
-        return;
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        // SAFETY: NEON is baseline on aarch64. 32 registers: 6 entries × 4 vectors = 24
-        // accumulators + 4 `dy` vectors + 1 broadcast.
-        unsafe { weight_grad_with::<Neon, 4, 6, 8>(shape, x, dy, rows, dw) };
-    }
-    #[cfg(not(target_arch = "aarch64"))]
-    weight_grad_portable(shape, x, dy, rows, dw);
+    ConvKernel::best().weight_grad(shape, x, dy, rows, dw);
 }
 
-/// The path for x86_64 CPUs without AVX2+FMA and for architectures without a backend here.
-#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
+impl ConvKernel {
+    /// The weight gradient on this path (same contract as [`weight_grad_reference`]).
+    pub fn weight_grad(
+        self,
+        shape: &ConvShape,
+        x: &[f32],
+        dy: &[f32],
+        rows: Range<usize>,
+        dw: &mut [f32],
+    ) {
+        match self.0 {
+            // SAFETY (both `Avx512` arms): a `ConvKernel` of `Avx512` is only made where
+            // AVX-512F, AVX2 and FMA were detected. Narrow outputs go to the AVX2 kernel, as in
+            // the forward convolution (`AVX512_MIN_COUT`).
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if shape.cout < AVX512_MIN_COUT => unsafe {
+                avx::weight_grad(shape, x, dy, rows, dw)
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx::weight_grad512(shape, x, dy, rows, dw) },
+            // SAFETY: a `ConvKernel` of `Avx2` is only made where AVX2 and FMA were detected.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx::weight_grad(shape, x, dy, rows, dw) },
+            // SAFETY: NEON is baseline on aarch64. 32 registers: 6 entries × 4 vectors = 24
+            // accumulators + 4 `dy` vectors + 1 broadcast.
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => unsafe { weight_grad_with::<Neon, 4, 6, 8>(shape, x, dy, rows, dw) },
+            Isa::Portable => weight_grad_portable(shape, x, dy, rows, dw),
+        }
+    }
+}
+
+/// The path for CPUs without a SIMD backend here, and a baseline to compare the others with.
 fn weight_grad_portable(
     shape: &ConvShape,
     x: &[f32],
@@ -125,7 +142,7 @@ fn weight_grad_portable(
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
-    use super::super::conv::avx::Avx2;
+    use super::super::conv::avx::{Avx2, Avx512};
     use super::{ConvShape, Range};
 
     /// # Safety
@@ -142,6 +159,22 @@ mod avx {
         // 6 entries × 16 channels = 12 accumulators + 2 `dy` vectors + 1 broadcast (and the
         // narrow block 12 + 1 + 1): at most 15 of the 16 ymm registers.
         unsafe { super::weight_grad_with::<Avx2, 2, 6, 12>(shape, x, dy, rows, dw) }
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn weight_grad512(
+        shape: &ConvShape,
+        x: &[f32],
+        dy: &[f32],
+        rows: Range<usize>,
+        dw: &mut [f32],
+    ) {
+        // SAFETY: the features `Avx512` needs are enabled on this function (caller's
+        // contract). 12 entries × 32 channels = 24 accumulators + 2 `dy` vectors + 1 broadcast
+        // (and the narrow block 24 + 1 + 1): at most 27 of the 32 zmm registers.
+        unsafe { super::weight_grad_with::<Avx512, 2, 12, 24>(shape, x, dy, rows, dw) }
     }
 }
 
@@ -423,6 +456,8 @@ mod tests {
     use std::vec::Vec;
 
     type Kernel = fn(&ConvShape, &[f32], &[f32], Range<usize>, &mut [f32]);
+    trait KernelFn: Fn(&ConvShape, &[f32], &[f32], Range<usize>, &mut [f32]) {}
+    impl<K: Fn(&ConvShape, &[f32], &[f32], Range<usize>, &mut [f32])> KernelFn for K {}
 
     fn row_len(s: &ConvShape) -> usize {
         s.output()[2] * s.cout
@@ -430,7 +465,7 @@ mod tests {
 
     /// `kernel` over `rows` into a fresh `dw` that starts at `init`.
     fn run(
-        k: Kernel,
+        k: impl KernelFn,
         s: &ConvShape,
         x: &[f32],
         dy: &[f32],
@@ -479,7 +514,7 @@ mod tests {
                 }
             }
         }
-        for (cin, cout) in [(5, 12), (2, 24), (3, 32), (16, 35)] {
+        for (cin, cout) in [(5, 12), (2, 24), (3, 32), (16, 35), (7, 48), (17, 51)] {
             v.push(shape(2, [1, 6, 9], cin, cout, 1));
             v.push(shape(3, [3, 4, 5], cin, cout, 2));
         }
@@ -596,7 +631,7 @@ mod tests {
 
     /// A kernel against the reference on every shape and row range, accumulating onto a
     /// non-zero `dw`.
-    fn check_kernel(k: Kernel, name: &str) {
+    fn check_kernel(k: impl KernelFn, name: &str) {
         let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
         for s in shapes() {
             let x = rng.fill(s.input_len());
@@ -605,7 +640,7 @@ mod tests {
             for rows in ranges(&s) {
                 let what = std::format!("{name} {s:?} rows {rows:?}");
                 let want = run(weight_grad_reference, &s, &x, &dy, rows.clone(), &init);
-                let got = run(k, &s, &x, &dy, rows.clone(), &init);
+                let got = run(&k, &s, &x, &dy, rows.clone(), &init);
                 let mut scale = abs_scale(&s, &x, &dy, rows);
                 scale.iter_mut().zip(&init).for_each(|(s, i)| *s += i.abs());
                 assert_close(&got, &want, &scale, &what);
@@ -621,6 +656,24 @@ mod tests {
     #[test]
     fn portable_matches_reference() {
         check_kernel(weight_grad_portable, "portable");
+    }
+
+    /// The kernel called `name` against the reference, or a note that this CPU lacks it.
+    fn check_named(name: &str) {
+        match ConvKernel::named(name) {
+            Ok(k) => check_kernel(|s, x, dy, rows, dw| k.weight_grad(s, x, dy, rows, dw), name),
+            Err(e) => std::eprintln!("skipped: {e}"),
+        }
+    }
+
+    #[test]
+    fn avx512_matches_reference() {
+        check_named("avx512f");
+    }
+
+    #[test]
+    fn avx2_matches_reference() {
+        check_named("avx2+fma");
     }
 
     /// The driver as NEON runs it (four vectors in the wide chunk), on the portable lanes.
@@ -728,6 +781,7 @@ mod tests {
             shape(2, [1, 70, 1], 1, 4, 1),
             shape(3, [4, 5, 7], 16, 16, 1),
             shape(3, [5, 6, 3], 2, 3, 2),
+            shape(2, [1, 6, 9], 17, 51, 1),
         ];
         for s in cases {
             let x = rng.fill(s.input_len());
@@ -746,6 +800,20 @@ mod tests {
                     ordered(&s, &x, dyr, rows.clone(), &mut want, f);
                     let got = run(k, &s, &x, &dy, rows.clone(), &init);
                     assert_eq!(got, want, "{name} {what}");
+                }
+                // Every path this CPU runs, so the fused ones agree with each other to the bit.
+                for k in ConvKernel::available() {
+                    let mut want = init.clone();
+                    ordered(&s, &x, dyr, rows.clone(), &mut want, k.name() != "portable");
+                    let got = run(
+                        |s, x, dy, rows, dw| k.weight_grad(s, x, dy, rows, dw),
+                        &s,
+                        &x,
+                        &dy,
+                        rows.clone(),
+                        &init,
+                    );
+                    assert_eq!(got, want, "{} {what}", k.name());
                 }
             }
         }
@@ -793,7 +861,7 @@ mod tests {
 
     #[test]
     fn path_is_named() {
-        assert!(["avx2+fma", "neon", "portable"].contains(&weight_grad_path()));
+        assert!(["avx512f", "avx2+fma", "neon", "portable"].contains(&weight_grad_path()));
         assert_eq!(weight_grad_path(), super::super::conv::path());
     }
 
