@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use msnet_datasets::{self, DatasetKind};
+use msnet_datasets::DatasetKind;
 use msnet_eval::metrics::{self, ClassMetrics};
 use msnet_io::read_mask;
 use msnet_labels::{DiscCup, mask_png};
@@ -63,7 +63,7 @@ impl Localisation {
 }
 
 pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
-    let root = data::resolve_root(a.data.as_deref(), DatasetKind::Drishti)?;
+    let root = msnet_datasets::resolve_root(a.data.as_deref(), DatasetKind::Drishti)?;
     let labels_dir = root.join("full").join("test").join("labels");
     let mut names: Vec<String> = std::fs::read_dir(&labels_dir)
         .with_context(|| format!("cannot list {}", labels_dir.display()))?
@@ -80,7 +80,7 @@ pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
     if names.is_empty() {
         bail!("{}: no label PNGs", labels_dir.display());
     }
-    let experts = data::drishti_expert_cdr(&root)?;
+    let experts = msnet_datasets::drishti_expert_cdr(&root)?;
     let disc_cup = DiscCup::new(CLASSES).expect("three classes are a disc/cup map");
     let disc_labels: Vec<u8> = disc_cup.disc_labels().collect();
     let mut regions: Vec<(ClassMetrics, ClassMetrics)> = Vec::new();
@@ -122,7 +122,7 @@ pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
     let localisation = a
         .located
         .as_deref()
-        .map(|path| localisation(path, &data::drishti_disc_centres(&root)?, &names))
+        .map(|path| localisation(path, &msnet_datasets::drishti_disc_centres(&root)?, &names))
         .transpose()?;
     let disc = ClassMetrics::mean(regions.iter().map(|(d, _)| d));
     let cup = ClassMetrics::mean(regions.iter().map(|(_, c)| c));
@@ -162,7 +162,7 @@ pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
 /// Per true class, the fraction of its pixels predicted as each class: where the rim's errors
 /// go (to the background, or to the cup).
 fn confusion_json(confusion: &[[u64; CLASSES]; CLASSES]) -> serde_json::Value {
-    let names = data::class_names(DatasetKind::Drishti, None);
+    let names = msnet_datasets::class_names(DatasetKind::Drishti, None);
     let rows: serde_json::Map<String, serde_json::Value> = names
         .iter()
         .zip(confusion)

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use msnet::Config;
 use msnet::config::Normalization;
-use msnet_datasets::{self, Dataset, DatasetKind, FolderSpec, LoadOptions, Sample};
+use msnet_datasets::{Dataset, DatasetKind, FolderSpec, LoadOptions, Sample};
 
 use crate::DataArgs;
 
@@ -38,7 +38,7 @@ pub fn load_options(
     };
     Ok(LoadOptions {
         kind,
-        root: data::resolve_root(a.data.as_deref(), kind)?,
+        root: msnet_datasets::resolve_root(a.data.as_deref(), kind)?,
         train_size,
         seed,
         size: a
