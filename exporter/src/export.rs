@@ -205,7 +205,7 @@ impl Engine for RoundingProbe<'_> {
 
 /// Reloads the staged files and runs the staged golden bundle with each engine.
 fn self_check(stage: &Staging, classes: usize) -> Result<Vec<CaseCheck>, ExportError> {
-    let (_, cases) = golden::load(stage.dir())?;
+    let (_, cases) = golden::load(stage.root())?;
     let mut onnx = TractModel::from_onnx(&fsutil::read(&stage.path(ONNX_FILE))?)?;
     let mut nnef = TractModel::from_nnef(&fsutil::read(&stage.path(NNEF_FILE))?)?;
     let plan_buffer = PlanBuffer::from_bytes(&fsutil::read(&stage.path(PLAN_FILE))?);

@@ -115,7 +115,7 @@ impl Staging {
     }
 
     /// The staging folder, laid out as the model directory will be.
-    pub fn dir(&self) -> &Path {
+    pub fn root(&self) -> &Path {
         &self.stage
     }
 
