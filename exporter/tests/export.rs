@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use msnet::config::{InitSpec, Normalization};
 use msnet::model::WEIGHTS_FILE;
 use msnet::{Config, Model, Spec, weights};
-use msnet_eval::golden;
+use msnet_eval::golden::{self, Reference};
 use msnet_exporter::stage::{JOURNAL_FILE, Staging, recover};
 use msnet_exporter::{
     ARTIFACTS, ExportError, NNEF_FILE, ONNX_FILE, PLAN_FILE, TractModel, check_structure,
