@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use msnet::Config;
 use msnet_io::phantom;
 use msnet_io::{IoError, npy};
+use ndarray::ArrayViewD;
 
 /// The bundle's folder inside a model directory.
 pub const GOLDEN_DIR: &str = "golden";
@@ -119,6 +120,91 @@ pub trait Reference {
     /// Class probabilities `[classes, D, H, W]` of one input `[in, D, H, W]` (values in
     /// `[0, 1]`) at input size `size = [D, H, W]`.
     fn forward(&self, input: &[f32], size: [usize; 3]) -> Vec<f32>;
+}
+
+/// An engine the comparison harness ([`check_engines`]) runs: one golden input in, C order
+/// as in the bundle, its class probabilities out, C order of the manifest's output shape.
+pub trait Engine {
+    fn infer(&mut self, input: &[f32]) -> Result<Vec<f32>, EngineError>;
+}
+
+/// Why an engine could not run an input.
+pub type EngineError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A [`Reference`] run at one input size `[D, H, W]`, as an [`Engine`].
+pub struct AtSize<'a, R: ?Sized>(pub &'a R, pub [usize; 3]);
+
+impl<R: Reference + ?Sized> Engine for AtSize<'_, R> {
+    fn infer(&mut self, input: &[f32]) -> Result<Vec<f32>, EngineError> {
+        Ok(self.0.forward(input, self.1))
+    }
+}
+
+#[cfg(feature = "runtime")]
+impl Engine for msnet_runtime::host::Session<'_> {
+    fn infer(&mut self, input: &[f32]) -> Result<Vec<f32>, EngineError> {
+        let mut output = vec![0.0; self.plan().output_len()];
+        self.run(input, &mut output)?;
+        Ok(output)
+    }
+}
+
+/// One engine's result on one golden case.
+#[derive(Clone, Debug)]
+pub struct EngineDiff {
+    /// The name the engine was given to [`check_engines`].
+    pub engine: String,
+    /// Its output against the case's reference output.
+    pub comparison: Comparison,
+    /// Its output, for comparing engines with each other.
+    pub output: Vec<f32>,
+}
+
+/// Every engine's result on one golden case, in the order the engines were given.
+#[derive(Clone, Debug)]
+pub struct CaseDiff {
+    pub case: String,
+    pub engines: Vec<EngineDiff>,
+}
+
+/// The engine-comparison harness: runs every named engine on every case, case by case, and
+/// compares each output with the case's reference output (`[classes, voxels]`) at
+/// `tolerance`. The export self-check, the exporter and regression tests, `msnet-run verify`
+/// and `msnet-run finetune` all check engines through this one loop; they decide what a
+/// disagreement means.
+pub fn check_engines(
+    cases: &[LoadedCase],
+    engines: &mut [(&str, &mut dyn Engine)],
+    classes: usize,
+    tolerance: Tolerance,
+) -> Result<Vec<CaseDiff>, GoldenError> {
+    cases
+        .iter()
+        .map(|case| {
+            let engines = engines
+                .iter_mut()
+                .map(|(name, engine)| {
+                    let output =
+                        engine
+                            .infer(&case.input)
+                            .map_err(|source| GoldenError::Engine {
+                                engine: name.to_string(),
+                                case: case.name.clone(),
+                                source,
+                            })?;
+                    Ok(EngineDiff {
+                        engine: name.to_string(),
+                        comparison: compare_with(&case.output, &output, classes, tolerance),
+                        output,
+                    })
+                })
+                .collect::<Result<_, GoldenError>>()?;
+            Ok(CaseDiff {
+                case: case.name.clone(),
+                engines,
+            })
+        })
+        .collect()
 }
 
 /// A generated input for a golden case.
@@ -245,8 +331,8 @@ pub fn write_bundle(
             input: format!("{}.input.npy", input.name),
             output: format!("{}.output.npy", input.name),
         };
-        npy::write_npy_f32(&dir.join(&case.input), &input_shape, &input.data)?;
-        npy::write_npy_f32(&dir.join(&case.output), &output_shape, output)?;
+        write_array(&dir.join(&case.input), &input_shape, &input.data)?;
+        write_array(&dir.join(&case.output), &output_shape, output)?;
         cases.push(case);
     }
     if let Some(phantom) = inputs
@@ -278,6 +364,16 @@ pub fn write_bundle(
     })?;
     msnet::fsutil::write_atomic(&dir.join(MANIFEST_FILE), json.as_bytes())?;
     Ok(manifest)
+}
+
+/// Writes `data` of `shape` as an `.npy` file; values that do not fill the shape are an error
+/// naming the file.
+fn write_array(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), GoldenError> {
+    let array = ArrayViewD::from_shape(shape, data).map_err(|e| IoError::BadBuffer {
+        path: path.to_path_buf(),
+        reason: format!("{} values for shape {shape:?}: {e}", data.len()),
+    })?;
+    Ok(npy::write_npy_f32(path, &array)?)
 }
 
 /// Lower-case hex sha256 of `bytes`.
@@ -384,6 +480,13 @@ pub enum GoldenError {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
+    #[error("{engine} fails on golden case `{case}`: {source}")]
+    Engine {
+        engine: String,
+        case: String,
+        #[source]
+        source: EngineError,
+    },
     #[error(
         "{path}: sha256 {found} differs from the golden manifest's {expected}: the bundle belongs \
          to another export (run `msnet export` again)"
@@ -395,7 +498,8 @@ pub enum GoldenError {
     },
 }
 
-/// A golden case read from disk.
+/// A golden case: read from disk by [`load`], or built in memory from generated inputs and
+/// reference outputs before a bundle is written.
 #[derive(Clone, Debug)]
 pub struct LoadedCase {
     pub name: String,
@@ -422,15 +526,15 @@ pub fn load(model_dir: &Path) -> Result<(Manifest, Vec<LoadedCase>), GoldenError
     }
     let read = |file: &str, expected: &[usize]| -> Result<Vec<f32>, GoldenError> {
         let path = dir.join(file);
-        let (shape, data) = npy::read_npy_f32(&path)?;
-        if shape != expected {
+        let array = npy::read_npy_f32(&path)?;
+        if array.shape() != expected {
             return Err(GoldenError::Shape {
                 path,
                 expected: expected.to_vec(),
-                found: shape,
+                found: array.shape().to_vec(),
             });
         }
-        Ok(data)
+        Ok(array.into_iter().collect())
     };
     let cases = manifest
         .cases
@@ -519,6 +623,109 @@ mod tests {
                 case.description
             );
         }
+    }
+
+    /// Returns its input (the reference output in these cases) moved by `shift`, or an error
+    /// on the case whose input starts with `fail_on`; records the first value of each input.
+    struct Fake {
+        calls: Vec<f32>,
+        shift: f32,
+        fail_on: f32,
+    }
+
+    impl Engine for Fake {
+        fn infer(&mut self, input: &[f32]) -> Result<Vec<f32>, EngineError> {
+            self.calls.push(input[0]);
+            if input[0] == self.fail_on {
+                return Err("out of memory".into());
+            }
+            Ok(input.iter().map(|v| v + self.shift).collect())
+        }
+    }
+
+    fn case(name: &str, first: f32) -> LoadedCase {
+        let values = vec![first, 1.0 - first, 0.25, 0.75];
+        LoadedCase {
+            name: name.into(),
+            input: values.clone(),
+            output: values,
+        }
+    }
+
+    #[test]
+    fn check_engines_runs_every_engine_on_every_case_in_order() {
+        let cases = [case("a", 0.9), case("b", 0.1)];
+        let fake = |shift| Fake {
+            calls: vec![],
+            shift,
+            fail_on: -1.0,
+        };
+        let (mut exact, mut off) = (fake(0.0), fake(0.01));
+        let diffs = check_engines(
+            &cases,
+            &mut [("exact", &mut exact), ("off", &mut off)],
+            2,
+            Tolerance::default(),
+        )
+        .unwrap();
+        assert_eq!(exact.calls, [0.9, 0.1]);
+        assert_eq!(off.calls, [0.9, 0.1]);
+        assert_eq!(diffs.len(), 2);
+        for (d, c) in diffs.iter().zip(&cases) {
+            assert_eq!(d.case, c.name);
+            let names: Vec<&str> = d.engines.iter().map(|e| e.engine.as_str()).collect();
+            assert_eq!(names, ["exact", "off"]);
+            assert!(d.engines[0].comparison.agrees());
+            assert_eq!(d.engines[0].comparison.max_abs_diff, 0.0);
+            assert!(!d.engines[1].comparison.within_tolerance);
+            assert!((d.engines[1].comparison.max_abs_diff - 0.01).abs() < 1e-6);
+            assert!((d.engines[1].output[2] - 0.26).abs() < 1e-6);
+        }
+        // A looser tolerance is honoured.
+        let loose = Tolerance {
+            atol: 0.02,
+            ..Tolerance::default()
+        };
+        let diffs = check_engines(&cases, &mut [("off", &mut off)], 2, loose).unwrap();
+        assert!(diffs.iter().all(|d| d.engines[0].comparison.agrees()));
+    }
+
+    #[test]
+    fn check_engines_names_the_engine_and_case_that_fail() {
+        let cases = [case("a", 0.9), case("b", 0.1)];
+        let mut failing = Fake {
+            calls: vec![],
+            shift: 0.0,
+            fail_on: 0.1,
+        };
+        let e = check_engines(
+            &cases,
+            &mut [("tract-nnef", &mut failing)],
+            2,
+            Tolerance::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tract-nnef fails on golden case `b`: out of memory"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn a_reference_at_its_size_is_an_engine() {
+        struct Halves;
+        impl Reference for Halves {
+            fn name(&self) -> String {
+                "halves".into()
+            }
+            fn forward(&self, input: &[f32], size: [usize; 3]) -> Vec<f32> {
+                assert_eq!(size, [1, 1, 2]);
+                input.iter().map(|v| v / 2.0).collect()
+            }
+        }
+        let mut engine = AtSize(&Halves, [1, 1, 2]);
+        assert_eq!(engine.infer(&[1.0, 3.0]).unwrap(), [0.5, 1.5]);
     }
 
     #[test]

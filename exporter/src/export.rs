@@ -7,9 +7,11 @@
 //! - `golden/` ([`msnet_eval::golden`]): the generated inputs with the reference engine's outputs
 //!   and a manifest holding the sha256 of every model file.
 //!
-//! Before anything is moved into place, the written ONNX and NNEF files are read back and run
-//! by tract, and the plan by `msnet-runtime`, on every golden input and compared with the
-//! reference (the trainer's burn forward pass); any value beyond `atol + rtol·|ref|` or any argmax difference fails the export. All
+//! Before anything is moved into place, the written files are read back: the golden bundle's
+//! inputs are run by tract on the ONNX and NNEF files and by `msnet-runtime` on the plan
+//! ([`golden::check_engines`]) and compared with the bundle's outputs, the reference's (the
+//! trainer's burn forward pass); any value beyond `atol + rtol·|ref|` or any argmax
+//! difference fails the export. All
 //! artifacts are staged and committed together ([`crate::stage`]), so a failed export leaves
 //! the directory as it was, and a killed one leaves a swap that the next export completes
 //! before anything else.
@@ -18,7 +20,9 @@ use std::path::Path;
 
 use msnet::model::{CONFIG_FILE, WEIGHTS_FILE};
 use msnet::{Model, fsutil};
-use msnet_eval::golden::{self, BundleInfo, Comparison, FileDigest, Manifest, Reference};
+use msnet_eval::golden::{
+    self, BundleInfo, Comparison, Engine, EngineError, FileDigest, Manifest, Reference, Tolerance,
+};
 
 use crate::ExportError;
 use crate::nnef::nnef_bytes;
@@ -135,7 +139,7 @@ pub fn export(
     )?;
 
     log("self-check: reloading the files (tract, msnet-runtime) and running every golden input");
-    let checks = self_check(&stage, &inputs, &outputs, cfg.classes)?;
+    let checks = self_check(&stage, cfg.classes)?;
     let failures: Vec<String> = checks.iter().flat_map(case_failures).collect();
     if !failures.is_empty() {
         return Err(ExportError::SelfCheck(failures.join("; ")));
@@ -189,49 +193,55 @@ fn case_failures(c: &CaseCheck) -> Vec<String> {
     failures
 }
 
-/// Reloads the staged ONNX and NNEF files and compares their outputs with the reference.
-fn self_check(
-    stage: &Staging,
-    inputs: &[golden::GoldenInput],
-    reference: &[Vec<f32>],
-    classes: usize,
-) -> Result<Vec<CaseCheck>, ExportError> {
-    let onnx = TractModel::from_onnx(&fsutil::read(&stage.path(ONNX_FILE))?)?;
-    let nnef = TractModel::from_nnef(&fsutil::read(&stage.path(NNEF_FILE))?)?;
+/// msnet-runtime on each input scaled by `1 + `[`ROUNDING_PROBE`].
+struct RoundingProbe<'a>(Session<'a>);
+
+impl Engine for RoundingProbe<'_> {
+    fn infer(&mut self, input: &[f32]) -> Result<Vec<f32>, EngineError> {
+        let probe: Vec<f32> = input.iter().map(|v| v * (1.0 + ROUNDING_PROBE)).collect();
+        self.0.infer(&probe)
+    }
+}
+
+/// Reloads the staged files and runs the staged golden bundle with each engine.
+fn self_check(stage: &Staging, classes: usize) -> Result<Vec<CaseCheck>, ExportError> {
+    let (_, cases) = golden::load(stage.root())?;
+    let mut onnx = TractModel::from_onnx(&fsutil::read(&stage.path(ONNX_FILE))?)?;
+    let mut nnef = TractModel::from_nnef(&fsutil::read(&stage.path(NNEF_FILE))?)?;
     let plan_buffer = PlanBuffer::from_bytes(&fsutil::read(&stage.path(PLAN_FILE))?);
     let plan = plan_buffer
         .plan()
         .map_err(|e| ExportError::Runtime(e.to_string()))?;
-    let mut session = Session::new(plan).map_err(|e| ExportError::Runtime(e.to_string()))?;
-    let mut from_runtime = vec![0.0; plan.output_len()];
-    let mut from_probe = vec![0.0; plan.output_len()];
-    inputs
-        .iter()
-        .zip(reference)
-        .map(|(input, reference)| {
-            let from_onnx = onnx.run(&input.data)?;
-            let from_nnef = nnef.run(&input.data)?;
-            let probe: Vec<f32> = input
-                .data
-                .iter()
-                .map(|v| v * (1.0 + ROUNDING_PROBE))
-                .collect();
-            for (x, y) in [(&input.data, &mut from_runtime), (&probe, &mut from_probe)] {
-                session
-                    .run(x, y)
-                    .map_err(|e| ExportError::Runtime(e.to_string()))?;
-            }
-            Ok(CaseCheck {
-                name: input.name.into(),
-                onnx: golden::compare(reference, &from_onnx, classes),
-                nnef: golden::compare(reference, &from_nnef, classes),
-                runtime: golden::compare(reference, &from_runtime, classes),
-                onnx_vs_nnef: golden::compare(&from_onnx, &from_nnef, classes).max_abs_diff,
-                rounding_sensitivity: golden::compare(&from_runtime, &from_probe, classes)
+    let session = || Session::new(plan).map_err(|e| ExportError::Runtime(e.to_string()));
+    let (mut runtime, mut probe) = (session()?, RoundingProbe(session()?));
+    let diffs = golden::check_engines(
+        &cases,
+        &mut [
+            ("tract-onnx", &mut onnx),
+            ("tract-nnef", &mut nnef),
+            ("msnet-runtime", &mut runtime),
+            ("msnet-runtime (rounding probe)", &mut probe),
+        ],
+        classes,
+        Tolerance::default(),
+    )?;
+    Ok(diffs
+        .into_iter()
+        .map(|d| {
+            let [onnx, nnef, runtime, probe] = &d.engines[..] else {
+                unreachable!("four engines were run")
+            };
+            CaseCheck {
+                onnx: onnx.comparison,
+                nnef: nnef.comparison,
+                runtime: runtime.comparison,
+                onnx_vs_nnef: golden::compare(&onnx.output, &nnef.output, classes).max_abs_diff,
+                rounding_sensitivity: golden::compare(&runtime.output, &probe.output, classes)
                     .max_abs_diff,
-            })
+                name: d.case,
+            }
         })
-        .collect()
+        .collect())
 }
 
 /// The runtime plan's size and cost, for reports.

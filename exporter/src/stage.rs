@@ -114,6 +114,11 @@ impl Staging {
         Ok(staging)
     }
 
+    /// The staging folder, laid out as the model directory will be.
+    pub fn root(&self) -> &Path {
+        &self.stage
+    }
+
     /// Where a staged artifact named `name` (a file or a folder) is written.
     pub fn path(&self, name: &str) -> PathBuf {
         self.stage.join(name)

@@ -12,6 +12,7 @@ use crate::ExportError;
 use crate::onnx::check_structure;
 
 pub use msnet_eval::golden::{ATOL, Comparison, RTOL, compare};
+use msnet_eval::golden::{Engine, EngineError};
 
 pub(crate) fn tract_err(stage: &'static str) -> impl FnOnce(TractError) -> ExportError {
     move |e| ExportError::Tract {
@@ -122,6 +123,12 @@ impl TractModel {
                 .map_err(tract_err("reading the output"))?;
             Ok(view.iter().copied().collect())
         })
+    }
+}
+
+impl Engine for TractModel {
+    fn infer(&mut self, input: &[f32]) -> Result<Vec<f32>, EngineError> {
+        Ok(self.run(input)?)
     }
 }
 

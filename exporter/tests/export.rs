@@ -111,27 +111,34 @@ fn export_and_verify(m: &Model, tag: &str) {
         manifest.input_shape,
         golden::tensor_shape(cfg.dims, cfg.in_channels, cfg.input_size)
     );
-    let onnx_model = TractModel::from_onnx(&onnx).unwrap();
-    let nnef_model = TractModel::from_nnef(&nnef).unwrap();
+    let mut burn = golden::AtSize(&reference, cfg.input_size);
+    let mut onnx_model = TractModel::from_onnx(&onnx).unwrap();
+    let mut nnef_model = TractModel::from_nnef(&nnef).unwrap();
     let plan_buffer = PlanBuffer::from_bytes(&fs::read(dir.join(PLAN_FILE)).unwrap());
     let mut session = Session::new(plan_buffer.plan().unwrap()).unwrap();
-    let mut from_runtime = vec![0.0; session.plan().output_len()];
-    for case in &cases {
-        let burn = reference.forward(&case.input, cfg.input_size);
+    let diffs = golden::check_engines(
+        &cases,
+        &mut [
+            ("burn", &mut burn),
+            ("tract-onnx", &mut onnx_model),
+            ("tract-nnef", &mut nnef_model),
+            ("msnet-runtime", &mut session),
+        ],
+        cfg.classes,
+        manifest.tolerance,
+    )
+    .unwrap();
+    for (case, diff) in cases.iter().zip(&diffs) {
+        let [burn, others @ ..] = &diff.engines[..] else {
+            unreachable!("four engines were run")
+        };
         assert_eq!(
-            burn, case.output,
+            burn.output, case.output,
             "golden output of `{}` is not burn's",
             case.name
         );
-        let from_onnx = onnx_model.run(&case.input).unwrap();
-        let from_nnef = nnef_model.run(&case.input).unwrap();
-        session.run(&case.input, &mut from_runtime).unwrap();
-        for (engine, out) in [
-            ("tract-onnx", &from_onnx),
-            ("tract-nnef", &from_nnef),
-            ("msnet-runtime", &from_runtime),
-        ] {
-            let cmp = golden::compare(&case.output, out, cfg.classes);
+        for e in others {
+            let (engine, cmp) = (&e.engine, &e.comparison);
             println!(
                 "{tag} {:<9} burn vs {engine}: max abs diff {:.3e}, worst diff/tolerance {:.3}",
                 case.name, cmp.max_abs_diff, cmp.worst_ratio

@@ -5,10 +5,11 @@ use std::time::Instant;
 use burn::tensor::Device;
 use msnet::config::{InitSpec, Normalization};
 use msnet::{Config, Model, Spec, weights};
+use msnet_eval::golden::{self, LoadedCase, Tolerance};
 use msnet_exporter::onnx::{INPUT, OPSET, OUTPUT};
 use msnet_exporter::{
-    ExportError, build_onnx, check_structure, check_weights, compare, onnx_bytes, run_onnx_tract,
-    write_onnx,
+    ExportError, TractModel, build_onnx, check_structure, check_weights, compare, onnx_bytes,
+    run_onnx_tract, write_onnx,
 };
 use msnet_io::phantom;
 use msnet_trainer::Predictor;
@@ -22,7 +23,8 @@ fn model(dims: usize, in_channels: usize, classes: usize, size: [usize; 3], seed
     Model { spec, weights }
 }
 
-/// Runs burn and tract on the same phantom and asserts they agree; returns the max abs diff.
+/// Runs burn and tract on the same phantom (a one-case golden bundle) and asserts they agree;
+/// returns the max abs diff.
 fn burn_vs_tract(model: &Model, seed: u64) -> f32 {
     let cfg = model.config();
     let [d, h, w] = cfg.input_size;
@@ -36,16 +38,26 @@ fn burn_vs_tract(model: &Model, seed: u64) -> f32 {
 
     let t = Instant::now();
     let bytes = onnx_bytes(model, None).unwrap();
-    let shape: Vec<usize> = if cfg.dims == 3 {
-        vec![1, cfg.in_channels, d, h, w]
-    } else {
-        vec![1, cfg.in_channels, h, w]
+    let mut tract = TractModel::from_onnx(&bytes).unwrap();
+    let shape = golden::tensor_shape(cfg.dims, cfg.in_channels, [d, h, w]);
+    assert_eq!(tract.input_shape(), shape);
+    let case = LoadedCase {
+        name: "phantom".into(),
+        input: sample.image.clone(),
+        output: reference.clone(),
     };
-    let out = run_onnx_tract(&bytes, &sample.image, &shape).unwrap();
+    let diffs = golden::check_engines(
+        &[case],
+        &mut [("tract-onnx", &mut tract)],
+        cfg.classes,
+        Tolerance::default(),
+    )
+    .unwrap();
     let tract_s = t.elapsed().as_secs_f64();
 
-    assert_eq!(out.len(), reference.len());
-    let cmp = compare(&reference, &out, cfg.classes);
+    let out = &diffs[0].engines[0];
+    assert_eq!(out.output.len(), reference.len());
+    let cmp = out.comparison;
     println!(
         "{}D {:?}: burn vs tract max abs diff {:.3e} (burn {burn_s:.2}s, export+tract \
          {tract_s:.2}s, {} bytes of ONNX)",

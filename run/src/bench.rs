@@ -44,18 +44,19 @@ fn read_input(path: &Path, model: &Model) -> Result<Vec<f32>> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
     {
-        let (shape, values) = msnet_io::npy::read_npy_f32(path)?;
-        if values.len() != plan.input_len() {
+        let array = msnet_io::npy::read_npy_f32(path)?;
+        if array.len() != plan.input_len() {
             bail!(
-                "{}: shape {shape:?} holds {} values, the plan takes {} ({:?} × {} channels)",
+                "{}: shape {:?} holds {} values, the plan takes {} ({:?} × {} channels)",
                 path.display(),
-                values.len(),
+                array.shape(),
+                array.len(),
                 plan.input_len(),
                 plan.size(),
                 model.config.in_channels
             );
         }
-        return Ok(values);
+        return Ok(array.into_iter().collect());
     }
     let [d, h, w] = plan.size();
     if d != 1 {

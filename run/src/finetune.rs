@@ -30,7 +30,7 @@ use clap::Args;
 use msnet::config::{Augmentation, BaseModel, Loss, TrainingRecord};
 use msnet::model::{CONFIG_FILE, WEIGHTS_FILE};
 use msnet::sample::Sample;
-use msnet_eval::golden::{self, BundleInfo, FileDigest};
+use msnet_eval::golden::{self, BundleInfo, FileDigest, LoadedCase, Tolerance};
 use msnet_io::fit::InputFit;
 use msnet_io::{read_mask, read_volume_u8};
 use msnet_labels::mask_png;
@@ -394,18 +394,29 @@ fn write_device_files(out: &Path, model: &msnet::Model) -> Result<()> {
         .plan()
         .map_err(|e| anyhow!("the compiled plan does not load: {e}"))?;
     let mut session = Session::new(parsed).map_err(|e| anyhow!("the compiled plan: {e}"))?;
-    let mut from_plan = vec![0.0; parsed.output_len()];
-    for (input, expected) in inputs.iter().zip(&outputs) {
-        session
-            .run(&input.data, &mut from_plan)
-            .map_err(|e| anyhow!("the compiled plan on golden case `{}`: {e}", input.name))?;
-        let c = golden::compare(expected, &from_plan, cfg.classes);
+    let cases: Vec<LoadedCase> = inputs
+        .iter()
+        .zip(&outputs)
+        .map(|(input, output)| LoadedCase {
+            name: input.name.into(),
+            input: input.data.clone(),
+            output: output.clone(),
+        })
+        .collect();
+    let diffs = golden::check_engines(
+        &cases,
+        &mut [("the compiled plan", &mut session)],
+        cfg.classes,
+        Tolerance::default(),
+    )?;
+    for diff in &diffs {
+        let c = diff.engines[0].comparison;
         if !c.agrees() {
             bail!(
                 "the compiled plan disagrees with the native forward pass on golden case `{}` \
                  (max abs diff {:.3e}, argmax equal: {}); nothing was written beside the \
                  trained weights",
-                input.name,
+                diff.case,
                 c.max_abs_diff,
                 c.argmax_equal
             );

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
+use msnet_eval::golden::{Engine, EngineError};
 use tract_core::prelude::*;
 
 /// The NNEF file `msnet export` writes next to the plan.
@@ -70,5 +71,11 @@ impl TractNnef {
                 .copied()
                 .collect())
         })
+    }
+}
+
+impl Engine for TractNnef {
+    fn infer(&mut self, input: &[f32]) -> Result<Vec<f32>, EngineError> {
+        Ok(self.run(input)?)
     }
 }

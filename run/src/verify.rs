@@ -61,10 +61,8 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
             names.join(", ")
         );
     }
-    let plan = model.plan();
     let mut session = model.session(&a.threads)?;
     a.kernel.apply(&mut session)?;
-    let mut output = vec![0.0; plan.output_len()];
     let t = manifest.tolerance;
     println!(
         "{}: {} golden cases, reference {}; tolerance atol {:e} + rtol {:e}·|ref|, {}",
@@ -85,11 +83,16 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
         session.conv_kernel().name(),
         session.threads()
     );
+    let mut engines: Vec<(&str, &mut dyn golden::Engine)> = vec![("msnet-runtime", &mut session)];
     #[cfg(feature = "tract")]
-    let tract = match a.tract {
+    let mut tract = match a.tract {
         true => Some(crate::tract_engine::TractNnef::load(&a.model)?),
         false => None,
     };
+    #[cfg(feature = "tract")]
+    if let Some(tract) = &mut tract {
+        engines.push(("tract-nnef", tract));
+    }
     let report = |engine: &str, case: &str, cmp: &golden::Comparison| {
         let pass = cmp.agrees();
         // With the check off, `argmax_equal` is set without the argmax being compared.
@@ -108,17 +111,14 @@ pub fn run(a: &VerifyArgs) -> Result<ExitCode> {
     };
     let classes = model.config.classes;
     let mut ok = true;
-    for case in &cases {
-        session.run(&case.input, &mut output)?;
-        let cmp = golden::compare_with(&case.output, &output, classes, t);
-        ok &= report("msnet-runtime", &case.name, &cmp);
-        #[cfg(feature = "tract")]
-        if let Some(tract) = &tract {
-            let theirs = tract.run(&case.input)?;
-            let cmp = golden::compare_with(&case.output, &theirs, classes, t);
-            ok &= report("tract-nnef", &case.name, &cmp);
-            let between = golden::compare_with(&theirs, &output, classes, t);
-            ok &= report("runtime/tract", &case.name, &between);
+    for diff in golden::check_engines(&cases, &mut engines, classes, t)? {
+        for e in &diff.engines {
+            ok &= report(&e.engine, &diff.case, &e.comparison);
+        }
+        // With a second engine, the two must also agree with each other.
+        if let [runtime, tract] = &diff.engines[..] {
+            let between = golden::compare_with(&tract.output, &runtime.output, classes, t);
+            ok &= report("runtime/tract", &diff.case, &between);
         }
     }
     Ok(if ok {

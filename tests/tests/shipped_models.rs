@@ -5,7 +5,7 @@
 
 use burn::tensor::Device;
 use msnet::Model;
-use msnet_eval::golden::{self, Reference};
+use msnet_eval::golden;
 use msnet_exporter::{NNEF_FILE, ONNX_FILE, PLAN_FILE, TractModel};
 use msnet_regression::{MODEL_CARD, shipped_models};
 use msnet_runtime::host::{PlanBuffer, Session};
@@ -34,30 +34,34 @@ fn every_shipped_model_reproduces_its_golden_bundle() {
             _ => panic!("{name}: input shape {:?}", manifest.input_shape),
         };
         let burn = Predictor::new(&model, Device::flex());
-        let onnx = TractModel::from_onnx(&std::fs::read(dir.join(ONNX_FILE)).unwrap()).unwrap();
-        let nnef = TractModel::from_nnef(&std::fs::read(dir.join(NNEF_FILE)).unwrap()).unwrap();
+        let mut onnx = TractModel::from_onnx(&std::fs::read(dir.join(ONNX_FILE)).unwrap()).unwrap();
+        let mut nnef = TractModel::from_nnef(&std::fs::read(dir.join(NNEF_FILE)).unwrap()).unwrap();
         let plan = PlanBuffer::from_bytes(&std::fs::read(dir.join(PLAN_FILE)).unwrap());
         let mut runtime = plan
             .plan()
             .map_err(|e| e.to_string())
             .and_then(|p| Session::new(p).map_err(|e| e.to_string()))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let mut from_runtime = vec![0.0; runtime.plan().output_len()];
-        for case in &cases {
-            runtime.run(&case.input, &mut from_runtime).unwrap();
-            let outputs = [
-                ("burn", burn.forward(&case.input, size)),
-                ("tract-onnx", onnx.run(&case.input).unwrap()),
-                ("tract-nnef", nnef.run(&case.input).unwrap()),
-                ("msnet-runtime", from_runtime.clone()),
-            ];
-            for (engine, out) in outputs {
-                let cmp = golden::compare(&case.output, &out, classes);
+        let diffs = golden::check_engines(
+            &cases,
+            &mut [
+                ("burn", &mut golden::AtSize(&burn, size)),
+                ("tract-onnx", &mut onnx),
+                ("tract-nnef", &mut nnef),
+                ("msnet-runtime", &mut runtime),
+            ],
+            classes,
+            manifest.tolerance,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for diff in &diffs {
+            for e in &diff.engines {
+                let (engine, cmp) = (&e.engine, &e.comparison);
                 println!(
                     "{name} {:<9} {engine:<10} max abs diff {:.3e}, worst diff/tolerance {:.3}",
-                    case.name, cmp.max_abs_diff, cmp.worst_ratio
+                    diff.case, cmp.max_abs_diff, cmp.worst_ratio
                 );
-                assert!(cmp.agrees(), "{name} {} {engine}: {cmp:?}", case.name);
+                assert!(cmp.agrees(), "{name} {} {engine}: {cmp:?}", diff.case);
             }
         }
     }
