@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use msnet::config::Arch;
 use msnet_datasets::{Dataset, DatasetKind};
 use msnet_trainer::baseline::UNet;
 use msnet_trainer::{BaselineRun, baseline_labels, device};
@@ -83,7 +84,7 @@ pub fn run(
     )?;
     let mut out = eval::report_json(t.out, t.kind, &evaluation);
     out["network"] = json!({
-        "arch": "unet",
+        "arch": Arch::UNet.name(),
         "width": t.width,
         "levels": msnet_trainer::baseline::LEVELS,
         "parameters": parameters,

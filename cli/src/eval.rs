@@ -7,11 +7,13 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use msnet::Model;
 use msnet::config::TrainingRecord;
-use msnet_datasets::{DatasetKind, Sample};
+use msnet_datasets::{DatasetKind, LoadOptions, Sample};
 use msnet_eval::metrics::{self, ClassMetrics, ImageMetrics, Summary};
+use msnet_labels::DiscCup;
 use msnet_trainer::{Predictor, device};
 use serde_json::json;
 
+use crate::choices::DatasetArg;
 use crate::{DataArgs, setup};
 
 #[derive(Args)]
@@ -66,25 +68,24 @@ pub fn run(a: &EvalArgs) -> Result<ExitCode> {
         );
     };
     let training = split_record(own, &a.model)?;
-    let dataset = a.data.dataset.as_deref().unwrap_or(&training.dataset);
-    let kind = setup::dataset_kind(dataset)?;
-    if kind.to_string() != training.dataset {
+    if let Some(DatasetArg(asked)) = a.data.dataset
+        && training.dataset.kind() != Some(asked)
+    {
         bail!(
-            "the model was trained on {}, not {kind}: evaluating on another dataset's split is not supported",
+            "the model was trained on {}, not {asked}: evaluating on another dataset's split is not supported",
             training.dataset
         );
     }
-    let mut data = a.data.clone();
-    if let (None, Some(classes)) = (&data.classes, &training.folder_classes) {
-        let mapping: Vec<String> = classes.iter().map(|(v, n)| format!("{v}={n}")).collect();
-        data.classes = Some(mapping.join(","));
+    let mut opts = LoadOptions::replay_test_split(
+        training,
+        a.data.data.as_deref(),
+        setup::size(&a.data)?.unwrap_or(config.input_size),
+    )?;
+    if let Some(folder) = setup::folder_spec(&a.data, opts.kind)? {
+        opts.folder = Some(folder);
     }
-    if data.size.is_none() {
-        let [d, h, w] = config.input_size;
-        data.size = Some(format!("{d}x{h}x{w}"));
-    }
-    let opts = setup::load_options(&data, kind, 0, training.seed, Some(training.test.clone()))?;
-    let ds = msnet_datasets::load(&opts)?;
+    let kind = opts.kind;
+    let ds = msnet_datasets::load_test(&opts)?;
     let predictor = Predictor::new(&model, device::device());
     let evaluation = evaluate(
         &ds.test,
@@ -207,13 +208,17 @@ pub fn evaluate(
     predict: &dyn Fn(&[&Sample]) -> Vec<Vec<u8>>,
 ) -> Result<Evaluation> {
     let classes = setup.class_names.len();
-    let drishti = setup.kind == DatasetKind::Drishti;
-    let experts = if drishti {
-        let disc_cup = msnet_labels::DiscCup::for_class_names(setup.class_names)
-            .context("a Drishti-GS1 model's last class must be the cup")?;
-        Some((msnet_datasets::drishti_expert_cdr(setup.root)?, disc_cup))
-    } else {
-        None
+    let experts = match msnet_datasets::disc_cup(setup.kind) {
+        Some(disc_cup) if DiscCup::for_class_names(setup.class_names) == Some(disc_cup) => {
+            Some((msnet_datasets::drishti_expert_cdr(setup.root)?, disc_cup))
+        }
+        Some(_) => bail!(
+            "a {} model's classes are {:?}, the cup last; this model's are {:?}",
+            setup.kind,
+            msnet_datasets::class_names(setup.kind, None),
+            setup.class_names
+        ),
+        None => None,
     };
     let mut images = Vec::with_capacity(test.len());
     let mut regions = Vec::new();
@@ -256,7 +261,7 @@ pub fn evaluate(
     Ok(Evaluation {
         summary: metrics::summarize(setup.class_names, images),
         disc: (!regions.is_empty()).then(|| ClassMetrics::mean(regions.iter())),
-        vcdr: drishti.then_some(vcdr),
+        vcdr: experts.is_some().then_some(vcdr),
     })
 }
 

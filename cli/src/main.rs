@@ -8,6 +8,7 @@
 mod baseline;
 mod bench;
 mod bench_tract;
+mod choices;
 mod eval;
 mod export;
 mod info;
@@ -19,6 +20,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::choices::DatasetArg;
 
 /// MSNet Edge: train MSNet from a few labelled images, evaluate it with the paper's metrics,
 /// export it for deployment.
@@ -56,11 +59,9 @@ enum Command {
 /// Where the data is and which dataset it is.
 #[derive(Args, Clone)]
 pub struct DataArgs {
-    /// Dataset: wbc (WBC Dataset 1), drishti (Drishti-GS1 disc/cup crops), drishti-full
-    /// (Drishti-GS1 whole photographs, background/disc: a disc locator), acdc (ACDC 3D MRI), or
-    /// folder (your own images/ + masks/).
-    #[arg(long)]
-    pub dataset: Option<String>,
+    /// Dataset (train: default wbc; eval: the one the model was trained on).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub dataset: Option<DatasetArg>,
     /// Data root holding the dataset folders (wbc_dataset1, drishti_gs1, acdc_subset), or for
     /// `folder` the folder itself. Default: $MSNET_DATA, else ../shared/data.
     #[arg(long)]

@@ -13,16 +13,16 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use msnet_datasets::DatasetKind;
+use msnet_datasets::{DatasetKind, drishti};
 use msnet_eval::metrics::{self, ClassMetrics};
 use msnet_io::read_mask;
-use msnet_labels::{DiscCup, mask_png};
+use msnet_labels::mask_png;
 use serde_json::json;
 
 use crate::eval::{VcdrReport, metric_json};
 
-/// Background, rim, cup.
-const CLASSES: usize = 3;
+/// The crops' classes (background, rim, cup), which the photographs' labels keep apart.
+const CLASSES: usize = drishti::CLASS_NAMES.len();
 
 #[derive(Args)]
 pub struct ScorePhotosArgs {
@@ -64,24 +64,10 @@ impl Localisation {
 
 pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
     let root = msnet_datasets::resolve_root(a.data.as_deref(), DatasetKind::Drishti)?;
-    let labels_dir = root.join("full").join("test").join("labels");
-    let mut names: Vec<String> = std::fs::read_dir(&labels_dir)
-        .with_context(|| format!("cannot list {}", labels_dir.display()))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let p = e.path();
-            if p.extension()? != "png" {
-                return None;
-            }
-            Some(p.file_stem()?.to_string_lossy().into_owned())
-        })
-        .collect();
-    names.sort();
-    if names.is_empty() {
-        bail!("{}: no label PNGs", labels_dir.display());
-    }
+    let photographs = drishti::photograph_test_labels(&root)?;
+    let names: Vec<String> = photographs.iter().map(|(name, _)| name.clone()).collect();
     let experts = msnet_datasets::drishti_expert_cdr(&root)?;
-    let disc_cup = DiscCup::new(CLASSES).expect("three classes are a disc/cup map");
+    let disc_cup = drishti::disc_cup();
     let disc_labels: Vec<u8> = disc_cup.disc_labels().collect();
     let mut regions: Vec<(ClassMetrics, ClassMetrics)> = Vec::new();
     let mut vcdr = VcdrReport {
@@ -91,9 +77,8 @@ pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
     let mut missing = Vec::new();
     // Pixels by (true class, predicted class), over every photograph.
     let mut confusion = [[0u64; CLASSES]; CLASSES];
-    for name in &names {
-        let truth_path = labels_dir.join(format!("{name}.png"));
-        let (hw, truth) = read_mask(&truth_path)?;
+    for (name, truth_path) in &photographs {
+        let (hw, truth) = drishti::read_photograph_labels(truth_path)?;
         let shape = [1, hw[0], hw[1]];
         let mask_path = a.masks.join(format!("{name}.mask.png"));
         let pred = if mask_path.exists() {
@@ -162,7 +147,7 @@ pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
 /// Per true class, the fraction of its pixels predicted as each class: where the rim's errors
 /// go (to the background, or to the cup).
 fn confusion_json(confusion: &[[u64; CLASSES]; CLASSES]) -> serde_json::Value {
-    let names = msnet_datasets::class_names(DatasetKind::Drishti, None);
+    let names = drishti::CLASS_NAMES;
     let rows: serde_json::Map<String, serde_json::Value> = names
         .iter()
         .zip(confusion)
@@ -171,9 +156,9 @@ fn confusion_json(confusion: &[[u64; CLASSES]; CLASSES]) -> serde_json::Value {
             let shares: serde_json::Map<String, serde_json::Value> = names
                 .iter()
                 .zip(row)
-                .map(|(pred, &n)| (pred.clone(), (n as f64 / total).into()))
+                .map(|(pred, &n)| (pred.to_string(), (n as f64 / total).into()))
                 .collect();
-            (truth.clone(), shares.into())
+            (truth.to_string(), shares.into())
         })
         .collect();
     rows.into()

@@ -11,8 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use msnet::config::{Augmentation, InitSpec, Loss, TrainingRecord};
+use msnet::config::{Arch, Augmentation, InitSpec, Loss, TrainingRecord};
 use msnet::{Spec, Weights};
+use msnet_datasets::DatasetKind;
 use msnet_trainer::{BurnEngine, device};
 use msnet_training::{
     Engine, Outcome, Run, Step, TrainError, TrainOptions, Validation, checkpoint,
@@ -20,6 +21,7 @@ use msnet_training::{
 
 use msnet_native::{NativeOptions, NativeTrainer};
 
+use crate::choices::ArchArg;
 use crate::{DataArgs, baseline, setup};
 
 /// Which engine computes the training steps.
@@ -164,11 +166,9 @@ pub struct TrainArgs {
     /// Score the validation set every this many iterations (default: --checkpoint-every).
     #[arg(long)]
     val_every: Option<usize>,
-    /// Network: msnet, or unet (the paper's U-Net baseline, narrowed by --unet-width; 2D,
-    /// training only, always with burn: it writes OUT/baseline.json with its test metrics, and
-    /// no model).
-    #[arg(long, default_value = "msnet", value_parser = ["msnet", "unet"])]
-    arch: String,
+    /// Network.
+    #[arg(long, value_enum, default_value_t = ArchArg(Arch::MSNet))]
+    arch: ArchArg,
     /// Base channel width of the U-Net baseline (the original: 64, 31M parameters).
     #[arg(long, default_value_t = 16)]
     unet_width: usize,
@@ -181,7 +181,8 @@ pub struct TrainArgs {
 
 pub fn run(a: &TrainArgs) -> Result<ExitCode> {
     // Refuse before loading any data (the loop refuses too, for other callers).
-    if a.arch == "msnet"
+    let ArchArg(arch) = a.arch;
+    if arch == Arch::MSNet
         && !a.resume
         && !a.force
         && let Some(found) = checkpoint::in_use(&a.out)
@@ -192,20 +193,14 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
         }
         .into());
     }
-    let kind = setup::dataset_kind(a.data.dataset.as_deref().unwrap_or("wbc"))?;
-    let opts = setup::load_options(&a.data, kind, a.train_size, a.seed, None)?;
+    let kind = a.data.dataset.map_or(DatasetKind::Wbc, |d| d.0);
+    let opts = setup::load_options(&a.data, kind, a.train_size, a.seed)?;
     eprintln!("loading {kind} from {}", opts.root.display());
     let mut ds = msnet_datasets::load(&opts)?;
-    if a.val_count >= ds.train.len() {
-        anyhow::bail!(
-            "--val-count {} leaves no training images out of S = {}",
-            a.val_count,
-            ds.train.len()
-        );
-    }
-    let held_out = ds.train.split_off(ds.train.len() - a.val_count);
+    let held_out = ds
+        .hold_out(a.val_count)
+        .with_context(|| format!("--val-count {}", a.val_count))?;
     let validation_names: Vec<String> = held_out.iter().map(|s| s.name.clone()).collect();
-    ds.split.train.truncate(ds.train.len());
     eprintln!(
         "split (seed {}): {} training, {} validation, {} test",
         a.seed,
@@ -223,7 +218,7 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
         every: a.val_every.unwrap_or(a.checkpoint_every),
     });
 
-    let mut config = setup::config_for(&ds);
+    let mut config = ds.network_config();
     config.grids = a.grids;
     config.phases = a.phases;
     if let Some(s) = &a.scalars {
@@ -247,14 +242,8 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
         loss: a.loss,
         ..TrainOptions::default()
     };
-    let mut record = TrainingRecord::new(
-        &kind.to_string(),
-        ds.split.train.clone(),
-        ds.split.test.clone(),
-    );
-    record.seed = a.seed;
-    record.folder_classes = opts.folder.as_ref().map(|f| f.classes.clone());
-    if a.arch == "unet" {
+    let record = opts.training_record(&ds.split);
+    if arch == Arch::UNet {
         let target = baseline::Target {
             out: &a.out,
             width: a.unet_width,

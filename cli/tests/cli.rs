@@ -154,6 +154,22 @@ fn train_then_eval_on_a_folder_dataset() {
     }
     assert!(report["classes"]["core"]["dsc"].is_number());
     assert_eq!(std::fs::read_dir(dir.join("overlays")).unwrap().count(), 3);
+    // The recorded dataset is the model's; another one's split is refused (any spelling).
+    let o = msnet(&[
+        "eval",
+        "--model",
+        out_s,
+        "--data",
+        data_s,
+        "--dataset",
+        "WBC",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("trained on folder, not wbc"),
+        "{}",
+        text(&o)
+    );
 
     // The trained model exports, and the bundle is self-consistent.
     let o = msnet(&["export", out_s]);
@@ -273,6 +289,53 @@ fn train_help_explains_both_engines_and_unknown_engines_are_rejected() {
     assert!(!o.status.success());
     let t = text(&o);
     assert!(t.contains("tract") && t.contains("native, burn"), "{t}");
+}
+
+#[test]
+fn help_lists_each_dataset_and_network_and_other_values_are_refused() {
+    // clap aligns the descriptions and wraps them: compare with the spacing collapsed.
+    let help = text(&msnet(&["train", "--help"]));
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for value in [
+        "wbc: WBC Dataset 1",
+        "drishti: Drishti-GS1 optic-disc crops",
+        "drishti-full: Drishti-GS1 whole photographs",
+        "acdc: ACDC cardiac",
+        "folder: your own images/",
+        "msnet: MSNet",
+        "unet: the paper's U-Net baseline",
+    ] {
+        assert!(help.contains(value), "{value} in {help}");
+    }
+    // Dataset names are read in any case, as before.
+    let o = msnet(&[
+        "train",
+        "--dataset",
+        "Drishti-Full",
+        "--data",
+        "/nonexistent/msnet-data",
+        "--out",
+        "/tmp/x",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("/nonexistent/msnet-data/drishti_gs1/full"),
+        "{}",
+        text(&o)
+    );
+    for (flag, value, offered) in [
+        (
+            "--dataset",
+            "mnist",
+            "wbc, drishti, drishti-full, acdc, folder",
+        ),
+        ("--arch", "resnet", "msnet, unet"),
+    ] {
+        let o = msnet(&["train", flag, value, "--out", "/tmp/x"]);
+        assert!(!o.status.success());
+        let t = text(&o);
+        assert!(t.contains(value) && t.contains(offered), "{t}");
+    }
 }
 
 /// An OUT that holds a run is refused without --resume or --force; a resume checks the

@@ -10,16 +10,31 @@
 //! - `drishti-full` ([`DatasetKind::DrishtiFull`]): the same split and layout under `full/`,
 //!   the whole photographs downsampled ×4 (about 512×440), labels merged to background / disc
 //!   (rim and cup are the disc), resized to 128×112 by default: a disc locator's data.
+//! - [`photograph_test_labels`] and [`read_photograph_labels`] give the whole test
+//!   photographs' labels at their own size, with rim and cup apart: what the
+//!   whole-photograph pipeline is scored against.
 //! - [`drishti_expert_cdr`] gives the experts' mean vertical cup-to-disc ratio per image, the
 //!   reference for the clinical CDR computed from predicted masks.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use msnet_io::read_mask;
+use msnet_labels::{CUP_CLASS_NAME, DiscCup};
 
 use super::{
     DataError, Dataset, DatasetKind, LoadOptions, Pair, ValueMap, assemble, check_2d_size,
-    class_names, default_size, list_pairs, load_resized, split, split_request,
+    class_names, default_size, images_by_stem, list_pairs, load_resized, split, split_request,
 };
+
+/// The crops' classes in class-index order, which their label files hold as they are. The cup
+/// is the last class, as the disc/cup convention ([`DiscCup`]) has it.
+pub const CLASS_NAMES: [&str; 3] = ["background", "disc rim", CUP_CLASS_NAME];
+
+/// Which of [`CLASS_NAMES`] make up the disc and which is the cup.
+pub fn disc_cup() -> DiscCup {
+    DiscCup::for_class_names(&CLASS_NAMES).expect("CLASS_NAMES end with the cup")
+}
 
 /// `(mask value, class index)`: the label files already hold class indices.
 pub const MASK_VALUES: [(u8, u8); 3] = [(0, 0), (1, 1), (2, 2)];
@@ -65,6 +80,25 @@ pub(crate) fn load(opts: &LoadOptions, with_train: bool) -> Result<Dataset, Data
         |p| p.image.clone(),
         |p: &Pair| load_resized(p, to_hw, &map),
     )
+}
+
+/// The whole test photographs under the crops' folder `root` (`full/test/labels/`), as (name,
+/// label file), sorted by name.
+pub fn photograph_test_labels(root: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
+    let dir = root.join("full").join("test").join("labels");
+    let mut files: Vec<(String, PathBuf)> = images_by_stem(&dir)?.into_iter().collect();
+    if files.is_empty() {
+        return Err(DataError::NoImages { path: dir });
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// A whole photograph's true labels, `[H, W]` at the photograph's size, in the crops' classes
+/// ([`CLASS_NAMES`]: the files keep rim and cup apart, only the locator's data merges them).
+pub fn read_photograph_labels(path: &Path) -> Result<([usize; 2], Vec<u8>), DataError> {
+    let (hw, values) = read_mask(path)?;
+    Ok((hw, ValueMap::new(&MASK_VALUES).apply(path, &values)?))
 }
 
 /// The experts' mean vertical cup-to-disc ratio per image name, from `root/roi_index.csv`
@@ -238,6 +272,52 @@ mod tests {
             "{e:?}"
         );
         assert!(e.to_string().contains("drishtiGS_008.png"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_cup_is_the_last_of_the_crops_classes() {
+        let dc = disc_cup();
+        assert_eq!(dc.cup(), 2);
+        assert_eq!(dc.disc_labels(), 1..=2);
+        assert_eq!(
+            class_names(DatasetKind::Drishti, None),
+            ["background", "disc rim", "cup"]
+        );
+        assert_eq!(crate::disc_cup(DatasetKind::Drishti), Some(dc));
+        for other in [
+            DatasetKind::DrishtiFull,
+            DatasetKind::Wbc,
+            DatasetKind::Acdc,
+        ] {
+            assert_eq!(crate::disc_cup(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn the_photographs_truth_keeps_rim_and_cup_apart_at_full_size() {
+        let root = fixture();
+        let dir = root.join("full/test/labels");
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = photograph_test_labels(&root).unwrap_err();
+        assert!(matches!(e, DataError::NoImages { .. }), "{e:?}");
+        for name in ["drishtiGS_010", "drishtiGS_009"] {
+            let lab: GrayImage = ImageBuffer::from_fn(44, 30, |x, _| Luma([(x / 15) as u8]));
+            lab.save(dir.join(format!("{name}.png"))).unwrap();
+        }
+        let files = photograph_test_labels(&root).unwrap();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["drishtiGS_009", "drishtiGS_010"]);
+        let (hw, labels) = read_photograph_labels(&files[0].1).unwrap();
+        assert_eq!(hw, [30, 44]);
+        assert_eq!((labels[0], labels[15], labels[43]), (0, 1, 2));
+        let bad: GrayImage = ImageBuffer::from_pixel(4, 4, Luma([3]));
+        bad.save(&files[1].1).unwrap();
+        let e = read_photograph_labels(&files[1].1).unwrap_err();
+        assert!(
+            matches!(e, DataError::UnknownMaskValue { value: 3, .. }),
+            "{e:?}"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -28,8 +28,11 @@ pub use drishti::{drishti_disc_centres, drishti_expert_cdr};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use msnet::Config;
+use msnet::config::{Normalization, TrainingRecord};
 pub use msnet::sample::{DatasetKind, Sample, UnknownDataset};
 use msnet_io::{IoError, MAX_IMAGE_SIDE, read_image, read_mask, resize_bilinear, resize_nearest};
+use msnet_labels::DiscCup;
 
 /// Options for the `folder` dataset: `images/` + `masks/` with the same file stems, and a mapping
 /// from mask pixel value to class index, e.g. "0=background,128=cytoplasm,255=nucleus".
@@ -106,6 +109,45 @@ pub struct LoadOptions {
     pub test_names: Option<Vec<String>>,
 }
 
+impl LoadOptions {
+    /// The record of a training run on `split`, loaded with these options: the dataset, the
+    /// seed, the names of each part and, for a folder dataset, the mask value of each class,
+    /// which is what [`LoadOptions::replay_test_split`] needs to load the test set again.
+    /// The training loop fills in the rest.
+    pub fn training_record(&self, split: &Split) -> TrainingRecord {
+        let mut record = TrainingRecord::new(self.kind, split.train.clone(), split.test.clone());
+        record.seed = self.seed;
+        record.folder_classes = self.folder.as_ref().map(|f| f.classes.clone());
+        record
+    }
+
+    /// The options that load the test set `record` names, at `size` (a model's input size),
+    /// from the data root `data` as [`resolve_root`] takes it: how a model is scored on
+    /// exactly the images its training held out. A record of data that is not a dataset
+    /// (`finetune`, `phantom`) has no split to load.
+    pub fn replay_test_split(
+        record: &TrainingRecord,
+        data: Option<&Path>,
+        size: [usize; 3],
+    ) -> Result<LoadOptions, DataError> {
+        let kind = record.dataset.kind().ok_or_else(|| UnknownDataset {
+            name: record.dataset.to_string(),
+        })?;
+        Ok(LoadOptions {
+            kind,
+            root: resolve_root(data, kind)?,
+            train_size: 0,
+            seed: record.seed,
+            size: Some(size),
+            folder: record.folder_classes.as_ref().map(|classes| FolderSpec {
+                classes: classes.clone(),
+                test_count: record.test.len(),
+            }),
+            test_names: Some(record.test.clone()),
+        })
+    }
+}
+
 /// The names of the samples in each part of a split.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Split {
@@ -132,6 +174,40 @@ pub struct Dataset {
     pub train: Vec<Sample>,
     /// Test samples, in `split.test` order.
     pub test: Vec<Sample>,
+}
+
+impl Dataset {
+    /// Takes the last `count` training samples out as a validation set (`split.train` loses
+    /// their names too), so settings can be chosen without looking at the test set; at least
+    /// one training sample must stay.
+    pub fn hold_out(&mut self, count: usize) -> Result<Vec<Sample>, DataError> {
+        let total = self.train.len();
+        if count >= total && count > 0 {
+            return Err(DataError::BadSplit {
+                reason: format!(
+                    "holding out {count} of the {total} training samples for validation leaves none to train on"
+                ),
+            });
+        }
+        let held_out = self.train.split_off(total - count);
+        self.split.train.truncate(self.train.len());
+        Ok(held_out)
+    }
+
+    /// The network config for this dataset: 3D for volumes (ACDC at any depth), its channels,
+    /// classes and sample size, and the input normalisation of its training samples.
+    pub fn network_config(&self) -> Config {
+        let dims = if self.kind == DatasetKind::Acdc || self.shape[0] > 1 {
+            3
+        } else {
+            2
+        };
+        let mut c = Config::new(dims, self.channels, self.class_names.len());
+        c.input_size = self.shape;
+        c.class_names = self.class_names.clone();
+        c.normalization = Normalization::of_samples(&self.train, self.channels);
+        c
+    }
 }
 
 /// A dataset loading failure. Every variant names the file (or the setting) and the problem.
@@ -325,7 +401,7 @@ pub fn default_size(kind: DatasetKind) -> [usize; 3] {
 pub fn class_names(kind: DatasetKind, folder: Option<&FolderSpec>) -> Vec<String> {
     let names: &[&str] = match kind {
         DatasetKind::Wbc => &["background", "cytoplasm", "nucleus"],
-        DatasetKind::Drishti => &["background", "disc rim", "cup"],
+        DatasetKind::Drishti => &drishti::CLASS_NAMES,
         DatasetKind::DrishtiFull => &["background", "disc"],
         DatasetKind::Acdc => &[
             "background",
@@ -336,6 +412,13 @@ pub fn class_names(kind: DatasetKind, folder: Option<&FolderSpec>) -> Vec<String
         DatasetKind::Folder => return folder.map(FolderSpec::class_names).unwrap_or_default(),
     };
     names.iter().map(|s| s.to_string()).collect()
+}
+
+/// Which classes of a dataset are the optic disc and cup, for a dataset whose classes are a
+/// disc and a cup (Drishti-GS1's crops; its whole photographs are background / disc, with no
+/// cup to measure).
+pub fn disc_cup(kind: DatasetKind) -> Option<DiscCup> {
+    (kind == DatasetKind::Drishti).then(drishti::disc_cup)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -381,7 +464,7 @@ pub(crate) struct Pair {
 const IMAGE_EXTENSIONS: [&str; 6] = ["png", "bmp", "jpg", "jpeg", "tif", "tiff"];
 
 /// Image files of a folder by stem (hidden files and other extensions are skipped).
-fn images_by_stem(dir: &Path) -> Result<HashMap<String, PathBuf>, DataError> {
+pub(crate) fn images_by_stem(dir: &Path) -> Result<HashMap<String, PathBuf>, DataError> {
     let entries = std::fs::read_dir(dir).map_err(|_| DataError::NoImages {
         path: dir.to_path_buf(),
     })?;
@@ -722,6 +805,111 @@ mod tests {
         assert_eq!(class_names(DatasetKind::Acdc, None).len(), 4);
         assert_eq!(class_names(DatasetKind::Drishti, None)[1], "disc rim");
         assert!(class_names(DatasetKind::Folder, None).is_empty());
+    }
+
+    /// A folder dataset of six 40×40 RGB pairs with 2 test images, loaded at 16×16.
+    fn folder_options(dir: &Path, train_size: usize) -> LoadOptions {
+        fixtures::write_pairs(dir, &[(40, 40); 6], "png", [0, 128, 255]);
+        LoadOptions {
+            kind: DatasetKind::Folder,
+            root: dir.to_path_buf(),
+            train_size,
+            seed: 5,
+            size: Some([1, 16, 16]),
+            folder: Some(FolderSpec::parse("0=background,128=ring,255=core", 2).unwrap()),
+            test_names: None,
+        }
+    }
+
+    #[test]
+    fn a_training_record_replays_the_test_split_it_was_trained_with() {
+        let dir = test_dir("replay");
+        let opts = folder_options(&dir, 3);
+        let ds = load(&opts).unwrap();
+        let record = opts.training_record(&ds.split);
+        assert_eq!(record.dataset.kind(), Some(DatasetKind::Folder));
+        assert_eq!((record.seed, &record.train), (5, &ds.split.train));
+        assert_eq!(
+            record.folder_classes.as_deref(),
+            Some(&opts.folder.as_ref().unwrap().classes[..])
+        );
+        // Through config.json (after training, which sets the loss) and back, then loaded at
+        // another size.
+        let mut record = record;
+        record.final_loss = 0.0;
+        let json = serde_json::to_string(&record).unwrap();
+        let record: TrainingRecord = serde_json::from_str(&json).unwrap();
+        let replay = LoadOptions::replay_test_split(&record, Some(&dir), [1, 32, 32]).unwrap();
+        let test = load_test(&replay).unwrap();
+        assert_eq!(test.split.test, ds.split.test);
+        assert!(test.train.is_empty());
+        assert_eq!(
+            (test.shape, &test.class_names),
+            ([1, 32, 32], &ds.class_names)
+        );
+        // The test set follows the record, not the seed's draw.
+        let mut moved = record.clone();
+        moved.test = vec![ds.split.train[0].clone()];
+        let replay = LoadOptions::replay_test_split(&moved, Some(&dir), [1, 16, 16]).unwrap();
+        assert_eq!(load_test(&replay).unwrap().split.test, moved.test);
+
+        let tuned = TrainingRecord::new("finetune", vec![], vec![]);
+        let e = LoadOptions::replay_test_split(&tuned, Some(&dir), [1, 16, 16]).unwrap_err();
+        assert!(e.to_string().contains("'finetune'"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn validation_is_the_last_of_the_seeded_training_samples() {
+        let dir = test_dir("hold-out");
+        let mut ds = load(&folder_options(&dir, 4)).unwrap();
+        let drawn = ds.split.train.clone();
+        assert!(ds.hold_out(0).unwrap().is_empty());
+        assert_eq!(ds.split.train, drawn);
+        let held: Vec<String> = ds
+            .hold_out(1)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(held, drawn[3..]);
+        assert_eq!(ds.split.train, drawn[..3]);
+        let kept: Vec<&str> = ds.train.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(kept, ds.split.train);
+        let e = ds.hold_out(3).unwrap_err();
+        assert!(matches!(e, DataError::BadSplit { .. }), "{e:?}");
+        assert!(e.to_string().contains("3 of the 3"), "{e}");
+        assert_eq!(ds.train.len(), 3, "a refused hold-out takes nothing");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_network_config_follows_the_dataset() {
+        let dir = test_dir("config");
+        let ds = load(&folder_options(&dir, 3)).unwrap();
+        let c = ds.network_config();
+        c.validate().unwrap();
+        assert_eq!((c.dims, c.in_channels, c.classes), (2, 3, 3));
+        assert_eq!(
+            (c.input_size, &c.class_names),
+            ([1, 16, 16], &ds.class_names)
+        );
+        assert_eq!(c.normalization, Normalization::of_samples(&ds.train, 3));
+        assert!(c.normalization.mean.iter().any(|&m| m > 0.0));
+        // ACDC is volumetric at any depth; other data is 3D only when it has depth.
+        let volumes = |kind, depth| {
+            Dataset {
+                kind,
+                shape: [depth, 16, 16],
+                ..ds.clone()
+            }
+            .network_config()
+            .dims
+        };
+        assert_eq!(volumes(DatasetKind::Acdc, 1), 3);
+        assert_eq!(volumes(DatasetKind::Folder, 16), 3);
+        assert_eq!(volumes(DatasetKind::Folder, 1), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

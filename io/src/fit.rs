@@ -34,7 +34,7 @@ impl InputFit {
             record = base.training.as_deref();
         }
         record
-            .and_then(|r| r.dataset.parse::<DatasetKind>().ok())
+            .and_then(|r| r.dataset.kind())
             .map_or(InputFit::Resize, InputFit::of_dataset)
     }
 

@@ -5,11 +5,13 @@
 //! input it expects (size and normalisation) and, for trained models, how it was trained and on
 //! which split, so that evaluation never scores a model on its own training images.
 
+use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{self, FsError};
+use crate::sample::{DatasetKind, Sample};
 
 /// Current version of the config format. Bumped when a field changes meaning.
 pub const CONFIG_VERSION: u32 = 1;
@@ -22,6 +24,69 @@ pub struct Normalization {
     pub mean: Vec<f32>,
     /// Each channel is divided by this after the subtraction.
     pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// The smallest standard deviation stored: a channel that is constant over the training
+    /// images would otherwise divide by zero.
+    pub const MIN_STD: f32 = 1e-3;
+
+    /// Per-channel mean and standard deviation over every pixel (voxel) of `samples`, each
+    /// with `channels` channel-first planes: the statistics of the training images a model
+    /// normalises its input by.
+    pub fn of_samples(samples: &[Sample], channels: usize) -> Self {
+        let mut sum = vec![0f64; channels];
+        let mut sq = vec![0f64; channels];
+        let mut count = 0usize;
+        for s in samples {
+            let per = s.image.len() / channels;
+            for (c, plane) in s.image.chunks(per).enumerate() {
+                for &v in plane {
+                    sum[c] += v as f64;
+                    sq[c] += (v as f64) * (v as f64);
+                }
+            }
+            count += per;
+        }
+        let n = count.max(1) as f64;
+        let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+        let std = sq
+            .iter()
+            .zip(&mean)
+            .map(|(q, &m)| ((q / n - (m as f64).powi(2)).max(0.0).sqrt() as f32).max(Self::MIN_STD))
+            .collect();
+        Normalization { mean, std }
+    }
+}
+
+/// Which network a training run builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// MSNet, as [`Config`] describes it (the single-grid ablation is MSNet with
+    /// [`Config::grids`] = 1, not another network).
+    MSNet,
+    /// The paper's U-Net baseline (`msnet-trainer`'s `baseline::UNet`): 2D, trained to be
+    /// compared against, never exported.
+    UNet,
+}
+
+impl Arch {
+    /// Every network, in a stable order.
+    pub const ALL: [Arch; 2] = [Arch::MSNet, Arch::UNet];
+
+    /// Its name on the command line and in reports: `msnet` or `unet`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::MSNet => "msnet",
+            Arch::UNet => "unet",
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The network's definition: everything the spec, the trainer, the exporter and the runtime need.
@@ -64,8 +129,9 @@ pub struct Config {
 /// which data the weights saw.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainingRecord {
-    /// Dataset kind (`wbc`, `drishti`, `acdc`, `folder`).
-    pub dataset: String,
+    /// What the run trained on: a dataset (`wbc`, `drishti`, `acdc`, `folder`, ...) or other
+    /// data (`finetune`, `phantom`).
+    pub dataset: TrainedOn,
     /// Seed of the split, the initialisation and the batch order.
     pub seed: u64,
     /// Names of the training images (volumes).
@@ -153,12 +219,74 @@ impl Loss {
     }
 }
 
+/// What a training run trained on, stored in config.json as its name: one of the project's
+/// datasets, whose split can be loaded again to evaluate the model, or other data its writer
+/// names, such as `finetune` (a device's own images) or `phantom` (generated benchmark
+/// images), which no loader can read back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum TrainedOn {
+    Dataset(DatasetKind),
+    Other(String),
+}
+
+impl TrainedOn {
+    /// The dataset, if it is one.
+    pub fn kind(&self) -> Option<DatasetKind> {
+        match self {
+            TrainedOn::Dataset(kind) => Some(*kind),
+            TrainedOn::Other(_) => None,
+        }
+    }
+
+    /// The name stored in config.json.
+    pub fn name(&self) -> &str {
+        match self {
+            TrainedOn::Dataset(kind) => kind.name(),
+            TrainedOn::Other(name) => name,
+        }
+    }
+}
+
+impl From<DatasetKind> for TrainedOn {
+    fn from(kind: DatasetKind) -> Self {
+        TrainedOn::Dataset(kind)
+    }
+}
+
+/// A name is a dataset's when a dataset has it (as [`DatasetKind`] parses names), so a
+/// record written before this type existed reads back as the dataset it names.
+impl From<&str> for TrainedOn {
+    fn from(name: &str) -> Self {
+        name.parse()
+            .map_or_else(|_| TrainedOn::Other(name.to_string()), TrainedOn::Dataset)
+    }
+}
+
+impl From<String> for TrainedOn {
+    fn from(name: String) -> Self {
+        TrainedOn::from(name.as_str())
+    }
+}
+
+impl From<TrainedOn> for String {
+    fn from(on: TrainedOn) -> Self {
+        on.name().to_string()
+    }
+}
+
+impl fmt::Display for TrainedOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl TrainingRecord {
     /// The record of a run on `dataset` with these training and test images, before training:
     /// the training loop fills in the schedule, the outcome and the hardware.
-    pub fn new(dataset: &str, train: Vec<String>, test: Vec<String>) -> Self {
+    pub fn new(dataset: impl Into<TrainedOn>, train: Vec<String>, test: Vec<String>) -> Self {
         Self {
-            dataset: dataset.to_string(),
+            dataset: dataset.into(),
             seed: 0,
             train,
             test,
@@ -473,6 +601,60 @@ mod augmentation_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample(channels: usize, image: Vec<f32>) -> Sample {
+        let labels = vec![0; image.len() / channels];
+        Sample {
+            name: "s".into(),
+            channels,
+            shape: [1, 1, labels.len()],
+            image,
+            labels,
+        }
+    }
+
+    #[test]
+    fn normalization_is_per_channel_over_every_training_pixel() {
+        // Channel 0: 0, 1, 0, 1 over two images (mean 0.5, std 0.5); channel 1 constant.
+        let samples = [
+            sample(2, vec![0.0, 1.0, 0.25, 0.25]),
+            sample(2, vec![0.0, 1.0, 0.25, 0.25]),
+        ];
+        let n = Normalization::of_samples(&samples, 2);
+        assert_eq!(n.mean, [0.5, 0.25]);
+        assert_eq!(n.std[0], 0.5);
+        assert_eq!(n.std[1], Normalization::MIN_STD, "a constant channel");
+        // Images of different sizes weigh by their pixels, not equally.
+        let uneven = [sample(1, vec![1.0]), sample(1, vec![0.0, 0.0, 0.0])];
+        assert_eq!(Normalization::of_samples(&uneven, 1).mean, [0.25]);
+    }
+
+    #[test]
+    fn a_record_names_its_dataset_as_before_and_reads_old_names_back_typed() {
+        let mut record = TrainingRecord::new(DatasetKind::DrishtiFull, vec![], vec![]);
+        record.final_loss = 0.0; // training sets it; JSON has no NaN
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["dataset"], "drishti-full");
+        let back: TrainingRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back.dataset.kind(), Some(DatasetKind::DrishtiFull));
+        for other in ["finetune", "phantom"] {
+            let on = TrainedOn::from(other);
+            assert_eq!((on.kind(), on.name()), (None, other));
+            let json = serde_json::to_string(&on).unwrap();
+            assert_eq!(json, format!("\"{other}\""));
+            assert_eq!(serde_json::from_str::<TrainedOn>(&json).unwrap(), on);
+        }
+        assert_eq!(
+            TrainedOn::from("acdc"),
+            TrainedOn::Dataset(DatasetKind::Acdc)
+        );
+    }
+
+    #[test]
+    fn arch_names() {
+        let names: Vec<String> = Arch::ALL.iter().map(Arch::to_string).collect();
+        assert_eq!(names, ["msnet", "unet"]);
+    }
 
     #[test]
     fn defaults_are_valid_in_2d_and_3d() {
