@@ -12,6 +12,7 @@ mod choices;
 mod eval;
 mod export;
 mod info;
+mod probe;
 mod score_photos;
 mod setup;
 mod train;
@@ -49,6 +50,9 @@ enum Command {
     /// test photographs) in photograph coordinates: disc and cup DSC, vertical cup-to-disc
     /// ratio against the experts, the locator's centre error.
     ScorePhotos(score_photos::ScorePhotosArgs),
+    /// Inspect a freshly initialised network on real training samples: phase-softmax
+    /// saturation, class probabilities, each layer's gradient; one JSON line per sample.
+    Probe(probe::ProbeArgs),
     /// Benchmark training throughput (images/s) of an engine (--engine) on generated
     /// phantoms; prints JSON.
     BenchTrain(bench::BenchArgs),
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::run(&a),
         Command::Export(a) => export::run(&a),
         Command::ScorePhotos(a) => score_photos::run(&a),
+        Command::Probe(a) => probe::run(&a),
         Command::BenchTrain(a) => bench::run(&a),
         Command::BenchTract(a) => bench_tract::run(&a),
     };

@@ -130,9 +130,6 @@ pub struct TrainArgs {
     /// files, such as evaluations and exports, are kept).
     #[arg(long, conflicts_with = "resume")]
     force: bool,
-    /// Initialisation gain of the hidden convolutions (uniform ±gain/sqrt(fan_in)).
-    #[arg(long, default_value_t = InitSpec::default().gain)]
-    init_gain: f32,
     /// Augmentation of the training images, seeded by --seed and recorded in config.json:
     /// none, default (flip, rot90, brightness=0.1, contrast=0.1, gamma=0.1), or a comma list
     /// of flip (H and W, each with probability 1/2), rot90 (in-plane quarter turns; half turns
@@ -140,24 +137,8 @@ pub struct TrainArgs {
     /// (power exp(±A)). Off unless validation shows it helps.
     #[arg(long, default_value = "none", value_parser = parse_augmentation)]
     augment: Augmentation,
-    /// Training loss: dice (the paper's soft multi-class Dice over every class) or dice+ce
-    /// (that plus the mean voxel cross-entropy; native engine only), for tasks whose
-    /// foreground is a small fraction of the voxels, where the Dice alone can settle on a
-    /// background-only map.
-    #[arg(long, default_value = "dice", value_parser = Loss::parse)]
-    loss: Loss,
-    /// Initialisation gain of the output convolutions O1, O2.
-    #[arg(long, default_value_t = InitSpec::default().out_gain)]
-    out_gain: f32,
-    /// Number of grids H of the V-cycle (the paper: 5; 1 = single grid ablation).
-    #[arg(long, default_value_t = 5)]
-    grids: usize,
-    /// Phases N of the threshold-dynamics softmax (C = 16 = N * I).
-    #[arg(long, default_value_t = 4)]
-    phases: usize,
-    /// lambda, alpha, eps, dt of the variational model (fixed, not trained).
-    #[arg(long, value_names = ["LAMBDA", "ALPHA", "EPS", "DT"], num_args = 4)]
-    scalars: Option<Vec<f32>>,
+    #[command(flatten)]
+    network: NetworkArgs,
     /// Hold this many of the S training images out as a validation set (the last V of the
     /// seeded training list), scored into OUT/validation.csv. Use it to choose iterations and
     /// settings without touching the test set; the final model trains on all S.
@@ -218,13 +199,7 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
         every: a.val_every.unwrap_or(a.checkpoint_every),
     });
 
-    let mut config = ds.network_config();
-    config.grids = a.grids;
-    config.phases = a.phases;
-    if let Some(s) = &a.scalars {
-        (config.lambda, config.alpha, config.eps, config.dt) = (s[0], s[1], s[2], s[3]);
-    }
-    config.validate()?;
+    let config = a.network.config(&ds)?;
     let spec = Spec::new(&config);
     let options = TrainOptions {
         iterations: a.iterations,
@@ -234,12 +209,9 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
         lr_step: a.lr_step,
         seed: a.seed,
         checkpoint_every: a.checkpoint_every,
-        init: InitSpec {
-            gain: a.init_gain,
-            out_gain: a.out_gain,
-        },
+        init: a.network.init(),
         augmentation: a.augment,
-        loss: a.loss,
+        loss: a.network.loss,
         ..TrainOptions::default()
     };
     let record = opts.training_record(&ds.split);
@@ -309,6 +281,54 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
                 checkpoint::dir(&a.out).display()
             );
             Ok(ExitCode::from(130))
+        }
+    }
+}
+
+/// The network a dataset gets, its initialisation and the loss: what `train` builds and
+/// `probe` inspects.
+#[derive(Args, Clone)]
+pub struct NetworkArgs {
+    /// Initialisation gain of the hidden convolutions (uniform ±gain/sqrt(fan_in)).
+    #[arg(long, default_value_t = InitSpec::default().gain)]
+    init_gain: f32,
+    /// Initialisation gain of the output convolutions O1, O2.
+    #[arg(long, default_value_t = InitSpec::default().out_gain)]
+    out_gain: f32,
+    /// Number of grids H of the V-cycle (the paper: 5; 1 = single grid ablation).
+    #[arg(long, default_value_t = 5)]
+    grids: usize,
+    /// Phases N of the threshold-dynamics softmax (C = 16 = N * I).
+    #[arg(long, default_value_t = 4)]
+    phases: usize,
+    /// lambda, alpha, eps, dt of the variational model (fixed, not trained).
+    #[arg(long, value_names = ["LAMBDA", "ALPHA", "EPS", "DT"], num_args = 4)]
+    scalars: Option<Vec<f32>>,
+    /// Training loss: dice (the paper's soft multi-class Dice over every class) or dice+ce
+    /// (that plus the mean voxel cross-entropy; native engine only), for tasks whose
+    /// foreground is a small fraction of the voxels, where the Dice alone can settle on a
+    /// background-only map.
+    #[arg(long, default_value = "dice", value_parser = Loss::parse)]
+    pub loss: Loss,
+}
+
+impl NetworkArgs {
+    /// The dataset's network with these grids, phases and scalars, validated.
+    pub fn config(&self, ds: &msnet_datasets::Dataset) -> Result<msnet::Config> {
+        let mut config = ds.network_config();
+        config.grids = self.grids;
+        config.phases = self.phases;
+        if let Some(s) = &self.scalars {
+            (config.lambda, config.alpha, config.eps, config.dt) = (s[0], s[1], s[2], s[3]);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn init(&self) -> InitSpec {
+        InitSpec {
+            gain: self.init_gain,
+            out_gain: self.out_gain,
         }
     }
 }

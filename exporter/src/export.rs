@@ -111,6 +111,7 @@ pub fn export(
         .iter()
         .map(|input| reference.forward(&input.data, size))
         .collect();
+    check_finite_outputs(&model, reference.name(), &inputs, &outputs)?;
 
     let stage = Staging::new(dir)?;
     fsutil::write_atomic(&stage.path(ONNX_FILE), &onnx)?;
@@ -142,7 +143,16 @@ pub fn export(
     let checks = self_check(&stage, cfg.classes)?;
     let failures: Vec<String> = checks.iter().flat_map(case_failures).collect();
     if !failures.is_empty() {
-        return Err(ExportError::SelfCheck(failures.join("; ")));
+        let mut failures = failures.join("; ");
+        let (layer, largest) = largest_weight(&model);
+        if largest > HUGE_WEIGHT {
+            failures.push_str(&format!(
+                "; the cause: the largest weight is {largest:e} in `{layer}`, and weights this \
+                 large (a diverged training run) make float32 results depend on the order of \
+                 operations, so no two engines agree"
+            ));
+        }
+        return Err(ExportError::SelfCheck(failures));
     }
 
     stage.commit(&ARTIFACTS)?;
@@ -152,6 +162,49 @@ pub fn export(
         plan: PlanSummary::from(&plan),
         cases: checks,
     })
+}
+
+/// Refuses reference outputs that overflowed, naming the case and the largest weight: the
+/// cause, where comparing engines against an infinite reference would only report an
+/// infinite difference.
+fn check_finite_outputs(
+    model: &Model,
+    reference: String,
+    inputs: &[golden::GoldenInput],
+    outputs: &[Vec<f32>],
+) -> Result<(), ExportError> {
+    let Some(case) = inputs
+        .iter()
+        .zip(outputs)
+        .find(|(_, out)| out.iter().any(|v| !v.is_finite()))
+        .map(|(input, _)| input.name.to_string())
+    else {
+        return Ok(());
+    };
+    let (layer, largest) = largest_weight(model);
+    Err(ExportError::Overflow {
+        reference,
+        case,
+        layer,
+        largest,
+    })
+}
+
+/// Weights beyond this magnitude are far outside what training makes (initial bounds are at
+/// most 6/sqrt(fan_in), the shipped models stay under 1): a failed self-check with such a
+/// weight is blamed on it.
+const HUGE_WEIGHT: f32 = 1e3;
+
+/// The layer holding the largest weight magnitude, and that magnitude.
+fn largest_weight(model: &Model) -> (String, f32) {
+    model
+        .spec
+        .convs
+        .iter()
+        .zip(&model.weights.tensors)
+        .map(|(c, w)| (c.name.clone(), w.iter().fold(0.0f32, |m, v| m.max(v.abs()))))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or_default()
 }
 
 /// What went wrong in one case of the self-check, if anything: each engine beyond tolerance,

@@ -44,6 +44,19 @@ pub enum ExportError {
     /// A weight is NaN or infinite: the model is broken, exporting it would hide that.
     #[error("cannot export: weight tensor `{name}` holds a non-finite value at index {index}")]
     NonFinite { name: String, index: usize },
+    /// The reference forward pass overflows: the weights are finite but too large for float32
+    /// somewhere in the network (a diverged run), so no engine can reproduce its outputs.
+    #[error(
+        "cannot export: the reference ({reference}) gives non-finite outputs on golden input \
+         `{case}`: the network overflows float32; its largest weight is {largest:e} in `{layer}` \
+         (weights this large usually come from a diverged training run)"
+    )]
+    Overflow {
+        reference: String,
+        case: String,
+        layer: String,
+        largest: f32,
+    },
     /// The runtime plan could not be compiled.
     #[error(transparent)]
     Compile(#[from] msnet_compiler::CompileError),

@@ -438,12 +438,29 @@ fn bad_models_and_shapes_are_clear_errors() {
     edit_weights(&dir, |t| t[4].2[2] = f32::NAN);
     expect_failure(&dir, None, &["non-finite"]);
 
+    // Finite but huge: the error names the largest weight as the cause instead of only
+    // reporting the differences between engines (or an infinite one, when float32 overflows).
+    let dir = fresh("huge");
+    edit_weights(&dir, |t| {
+        let w = t.iter_mut().find(|(n, _, _)| n == "head.weight").unwrap();
+        w.2.iter_mut().for_each(|v| *v *= 1e30);
+    });
+    expect_failure(&dir, None, &["largest weight", "`head.weight`", "diverged"]);
+
     let dir = fresh("divisible");
     expect_failure(&dir, Some([1, 40, 40]), &["[1, 40, 40]", "16"]);
 
     let dir = scratch("nothing");
     expect_failure(&dir.join("absent"), None, &["absent"]);
-    for tag in ["missing", "extra", "shape", "nan", "divisible", "nothing"] {
+    for tag in [
+        "missing",
+        "extra",
+        "shape",
+        "nan",
+        "huge",
+        "divisible",
+        "nothing",
+    ] {
         let _ = fs::remove_dir_all(scratch(tag));
     }
 }
