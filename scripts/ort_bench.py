@@ -1,6 +1,9 @@
 """ONNX Runtime latency on an exported MSNet model, one JSON line per thread count.
 
-Usage: python ort_bench.py MODEL_DIR RUNS THREADS [THREADS...]
+Usage: python ort_bench.py MODEL_DIR RUNS THREADS [THREADS...] [--file NAME]
+
+NAME is the ONNX file in MODEL_DIR (default model.onnx; `msnet export --tuned-onnx` also
+writes model.tuned.onnx). The input is the synthetic one `msnet-run bench` times.
 """
 
 import json
@@ -13,8 +16,14 @@ import onnxruntime as ort
 
 
 def main():
-    model_dir, runs, threads = sys.argv[1], int(sys.argv[2]), [int(t) for t in sys.argv[3:]]
-    path = os.path.join(model_dir, "model.onnx")
+    args = sys.argv[1:]
+    file = "model.onnx"
+    if "--file" in args:
+        i = args.index("--file")
+        file = args[i + 1]
+        del args[i : i + 2]
+    model_dir, runs, threads = args[0], int(args[1]), [int(t) for t in args[2:]]
+    path = os.path.join(model_dir, file)
     for n in threads:
         options = ort.SessionOptions()
         options.intra_op_num_threads = n
@@ -33,7 +42,8 @@ def main():
             times.append((time.perf_counter() - t) * 1e3)
         times.sort()
         print(json.dumps({
-            "engine": f"onnxruntime {ort.__version__}",
+            "engine": f"onnxruntime {ort.__version__} ({file})",
+            "onnx_file": file,
             "threads": n,
             "input": inp.shape,
             "runs": runs,

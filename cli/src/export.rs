@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use msnet::Model;
-use msnet_exporter::{NNEF_FILE, ONNX_FILE, PLAN_FILE, ROUNDING_PROBE};
+use msnet_exporter::{NNEF_FILE, ONNX_FILE, PLAN_FILE, ROUNDING_PROBE, TUNED_ONNX_FILE};
 use msnet_trainer::{Predictor, device};
 
 use crate::setup::parse_size;
@@ -23,6 +23,13 @@ pub struct ExportArgs {
     /// Default: the size the model was trained at (config.json `input_size`).
     #[arg(long)]
     shape: Option<String>,
+    /// Also write model.tuned.onnx: the same network as an ONNX graph tuned for ONNX Runtime
+    /// (repeated nodes once, softmax as exp / sum, ConvTranspose as the flipped Conv), checked
+    /// with tract on the golden inputs. A benchmark artifact: the manifest does not list it.
+    /// Without this flag, a model.tuned.onnx left by an earlier export is removed, since it no
+    /// longer matches the new artifacts.
+    #[arg(long)]
+    tuned_onnx: bool,
 }
 
 pub fn run(a: &ExportArgs) -> Result<ExitCode> {
@@ -84,6 +91,45 @@ pub fn run(a: &ExportArgs) -> Result<ExitCode> {
                 .max(c.nnef.worst_ratio)
                 .max(c.runtime.worst_ratio)
         );
+    }
+    if a.tuned_onnx {
+        let t = msnet_exporter::write_tuned_onnx(&a.model, &mut |line| eprintln!("{line}"))
+            .with_context(|| format!("writing {TUNED_ONNX_FILE} in {}", a.model.display()))?;
+        let total = |ops: &std::collections::BTreeMap<String, usize>| ops.values().sum::<usize>();
+        let list = |ops: &std::collections::BTreeMap<String, usize>| {
+            ops.iter()
+                .map(|(op, n)| format!("{op} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "  {TUNED_ONNX_FILE:<16} {:>9} bytes  {} nodes ({}); {ONNX_FILE}: {} nodes ({})",
+            t.bytes,
+            total(&t.tuned_ops),
+            list(&t.tuned_ops),
+            total(&t.plain_ops),
+            list(&t.plain_ops)
+        );
+        println!(
+            "  {:<10} {:>12} {:>14}   worst diff/tolerance",
+            "case", "tuned", "tuned vs plain"
+        );
+        for c in &t.cases {
+            println!(
+                "  {:<10} {:>12.3e} {:>14.3e}   {:.3}",
+                c.name, c.tuned.max_abs_diff, c.tuned_vs_plain, c.tuned.worst_ratio
+            );
+        }
+    } else {
+        let stale = a.model.join(TUNED_ONNX_FILE);
+        if stale.exists() {
+            std::fs::remove_file(&stale)
+                .with_context(|| format!("removing the stale {}", stale.display()))?;
+            eprintln!(
+                "removed {} (from an earlier export; pass --tuned-onnx to write it again)",
+                stale.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

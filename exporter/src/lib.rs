@@ -9,6 +9,8 @@
 //!   [`msnet_compiler`];
 //! - golden bundles (`golden/`, format in [`msnet_eval::golden`]);
 //! - [`tract_check`]: running the ONNX and NNEF files with tract for the self-check;
+//! - [`tuned`]: the tuned ONNX variant (`model.tuned.onnx`), a benchmark artifact checked
+//!   against the golden bundle;
 //! - [`stage`]: the all-or-nothing write of the artifacts, and recovery after a kill.
 //!
 //! It must not define any part of the network: the ONNX graph is produced by lowering the one
@@ -21,6 +23,7 @@ pub mod nnef;
 pub mod onnx;
 pub mod stage;
 pub mod tract_check;
+pub mod tuned;
 
 pub use export::{
     ARTIFACTS, CaseCheck, ExportReport, NNEF_FILE, ONNX_FILE, PLAN_FILE, ROUNDING_PROBE, export,
@@ -28,8 +31,12 @@ pub use export::{
 pub use msnet_compiler::{CompiledPlan, compile_plan};
 pub use msnet_eval::golden::Reference;
 pub use nnef::nnef_bytes;
-pub use onnx::{OnnxLowering, build_onnx, check_structure, check_weights, onnx_bytes, write_onnx};
+pub use onnx::{
+    OnnxLowering, OnnxVariant, build_onnx, build_onnx_variant, check_structure, check_weights,
+    onnx_bytes, write_onnx,
+};
 pub use tract_check::{Comparison, TractModel, compare, run_onnx_tract};
+pub use tuned::{TUNED_ONNX_FILE, TunedReport, write_tuned_onnx};
 
 /// Why an export or an export check failed. Messages name the file, tensor, node or shape
 /// concerned.

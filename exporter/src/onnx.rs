@@ -16,6 +16,28 @@
 //! Conv / ConvTranspose (3×3(×3), pads 1, no bias), Relu, Add, Sub, Mul, Reshape + Softmax
 //! (axis 1) + Reshape for the grouped phase softmax, AveragePool (2, stride 2), Resize (linear,
 //! half-pixel, scale 2: MSNET.md's edge-clamped ×2 prolongation), Softmax (axis 1).
+//!
+//! # The tuned variant
+//! [`OnnxVariant::Tuned`] lowers the same typed graph into a graph that ONNX Runtime runs
+//! faster (`model.tuned.onnx`, written by [`crate::tuned`]): the same input and output, the
+//! metadata plus `msnet.onnx_variant: tuned`, and three rewrites:
+//! - a node that repeats an earlier node (same operator, attributes and inputs; Add and Mul in
+//!   either order) is not emitted again: its value is reused. On the finest grid `u0 = f`, so
+//!   `v0·f` (the right-hand side) and `v0·u0` (in `A(u0, v0)`) are one product;
+//! - each softmax is `ReduceMax`, `Sub`, `Exp`, `ReduceSum`, `Div` over axis 1 (the phase
+//!   softmax between its two Reshapes): ONNX Runtime's `Softmax` over an axis other than the
+//!   last transposes its input there and back. The max is kept:
+//!   in the shipped `wbc-s10-seed0` model every phase of some pixel scores below −99 on a
+//!   golden input, where `exp` alone underflows towards 0 / 0;
+//! - a ConvTranspose (always stride 1, pads 1 in MSNet) is the Conv with the flipped kernel,
+//!   the layout [`msnet::weights::to_kernel_layout`] defines for the runtime, in an
+//!   initializer named `{layer}.flipped` (the file layout's name is not reused for other
+//!   values, so [`check_weights`] does not apply to this variant). ONNX Runtime's Conv has
+//!   its blocked-layout kernels; its ConvTranspose does not.
+//!
+//! Tried alone on the fundus model at 128×128 (a busy 2-core Xeon, ONNX Runtime 1.32, 1
+//! thread, median 78 ms), the softmax rewrite took 14 ms off and the ConvTranspose rewrite 17
+//! ms, both together 31 ms; `docs/benchmarks.md` has the side-by-side numbers.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -23,6 +45,7 @@ use std::path::Path;
 use msnet::graph::Lowering;
 use msnet::ir::{Graph, conv_output_size};
 use msnet::spec::{ConvKind, ConvSpec, Spec};
+use msnet::weights::to_kernel_layout;
 use msnet::{Model, Weights};
 use prost::Message;
 use tract_onnx::pb::attribute_proto::AttributeType;
@@ -49,8 +72,8 @@ pub const OUTPUT: &str = msnet_eval::golden::OUTPUT_NAME;
 /// Inputs each emitted operator takes (optional inputs passed as `""` count).
 fn arity(op_type: &str) -> Option<usize> {
     Some(match op_type {
-        "Relu" | "Softmax" | "AveragePool" => 1,
-        "Conv" | "ConvTranspose" | "Add" | "Sub" | "Mul" | "Reshape" => 2,
+        "Relu" | "Softmax" | "AveragePool" | "Exp" | "ReduceMax" => 1,
+        "Conv" | "ConvTranspose" | "Add" | "Sub" | "Mul" | "Div" | "Reshape" | "ReduceSum" => 2,
         "Resize" => 3,
         _ => return None,
     })
@@ -124,6 +147,50 @@ fn fmt_f32(v: f32) -> String {
     format!("{v}")
 }
 
+/// Which ONNX graph [`OnnxLowering`] writes for the typed graph.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnnxVariant {
+    /// `model.onnx`: one ONNX operator (or Reshape + Softmax + Reshape) per op of the graph.
+    #[default]
+    Plain,
+    /// `model.tuned.onnx`: repeated nodes emitted once, softmax as exp / sum, ConvTranspose
+    /// as the flipped Conv (the module docs say why each).
+    Tuned,
+}
+
+/// What makes two nodes compute the same value: operator, inputs (in a canonical order for
+/// commutative operators) and encoded attributes.
+type NodeKey = (String, Vec<String>, Vec<Vec<u8>>);
+
+fn node_key(op_type: &str, inputs: &[&str], attribute: &[AttributeProto]) -> NodeKey {
+    let mut inputs: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
+    // IEEE addition and multiplication are commutative bit for bit.
+    if matches!(op_type, "Add" | "Mul") {
+        inputs.sort();
+    }
+    let attribute = attribute.iter().map(Message::encode_to_vec).collect();
+    (op_type.into(), inputs, attribute)
+}
+
+/// A transposed convolution's weights (file layout `[in, out, k…]`) as the ONNX Conv weights
+/// `[out, in, k…]` of the same operator: the kernel layout's flipped kernel, reordered.
+fn flipped_conv_weights(layer: &ConvSpec, file: &[f32]) -> (Vec<usize>, Vec<f32>) {
+    let kernel = to_kernel_layout(layer, file);
+    let taps = layer.kernel.pow(layer.dims as u32);
+    let (cin, cout) = (layer.in_channels, layer.out_channels);
+    let mut weights = vec![0.0; kernel.len()];
+    for t in 0..taps {
+        for ci in 0..cin {
+            for co in 0..cout {
+                weights[(co * cin + ci) * taps + t] = kernel[(t * cin + ci) * cout + co];
+            }
+        }
+    }
+    let mut dims = vec![cout, cin];
+    dims.extend(std::iter::repeat_n(layer.kernel, layer.dims));
+    (dims, weights)
+}
+
 /// Lowers the MSNet program to ONNX nodes. Values are ONNX tensor names; every value is
 /// `[1, C, H, W]` (2D) or `[1, C, D, H, W]` (3D) and its shape is tracked, since grouped
 /// softmax needs explicit Reshape targets.
@@ -134,6 +201,9 @@ fn fmt_f32(v: f32) -> String {
 pub struct OnnxLowering<'a> {
     weights: &'a Weights,
     dims: usize,
+    variant: OnnxVariant,
+    /// Tuned variant: the value each emitted node computes, by [`node_key`].
+    computed: HashMap<NodeKey, String>,
     inputs: Vec<ValueInfoProto>,
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
@@ -155,9 +225,16 @@ impl<'a> OnnxLowering<'a> {
     /// A lowering of `spec` (2D or 3D) with its weights. The weights must match the spec
     /// ([`Weights::check`]); [`build_onnx`] checks this first.
     pub fn new(spec: &Spec, weights: &'a Weights) -> Self {
+        Self::with_variant(spec, weights, OnnxVariant::Plain)
+    }
+
+    /// [`OnnxLowering::new`] for either variant of the graph.
+    pub fn with_variant(spec: &Spec, weights: &'a Weights, variant: OnnxVariant) -> Self {
         Self {
             weights,
             dims: spec.config.dims,
+            variant,
+            computed: HashMap::new(),
             inputs: Vec::new(),
             nodes: Vec::new(),
             initializers: Vec::new(),
@@ -249,7 +326,8 @@ impl<'a> OnnxLowering<'a> {
         }
     }
 
-    /// Emits one node (named and producing a value named `{stem}_{n}`) of known output shape.
+    /// Emits one node (named and producing a value named `{stem}_{n}`) of known output shape;
+    /// in the tuned variant, returns the value of an identical earlier node instead.
     fn node(
         &mut self,
         op_type: &str,
@@ -258,7 +336,15 @@ impl<'a> OnnxLowering<'a> {
         attribute: Vec<AttributeProto>,
         shape: Vec<usize>,
     ) -> String {
+        let key =
+            (self.variant == OnnxVariant::Tuned).then(|| node_key(op_type, inputs, &attribute));
+        if let Some(value) = key.as_ref().and_then(|k| self.computed.get(k)) {
+            return value.clone();
+        }
         let name = self.fresh(stem);
+        if let Some(key) = key {
+            self.computed.insert(key, name.clone());
+        }
         self.nodes.push(NodeProto {
             name: name.clone(),
             op_type: op_type.into(),
@@ -347,13 +433,25 @@ impl<'a> OnnxLowering<'a> {
         self.node(op, op, &[a, b], vec![], sa)
     }
 
-    fn weight_initializer(&mut self, layer: &ConvSpec) {
+    /// Whether `layer` is written as the Conv with the flipped kernel.
+    fn flips(&self, layer: &ConvSpec) -> bool {
+        layer.kind == ConvKind::ConvTranspose && self.variant == OnnxVariant::Tuned
+    }
+
+    /// The initializer holding `layer`'s weights, emitted at the layer's first use.
+    fn weight_initializer(&mut self, layer: &ConvSpec) -> String {
+        let flip = self.flips(layer);
+        let name = if flip {
+            format!("{}.flipped", layer.name)
+        } else {
+            layer.name.clone()
+        };
         if !self.emitted.insert(layer.index) {
-            return;
+            return name;
         }
         let Some(w) = self.weights.tensors.get(layer.index) else {
             self.fail(format!("no weights for layer `{}`", layer.name));
-            return;
+            return name;
         };
         if w.len() != layer.len() {
             self.fail(format!(
@@ -363,10 +461,45 @@ impl<'a> OnnxLowering<'a> {
                 layer.shape(),
                 layer.len()
             ));
+            return name;
         }
-        self.claim(&layer.name);
-        self.initializers
-            .push(tensor_f32(&layer.name, &layer.shape(), w));
+        self.claim(&name);
+        let tensor = if flip {
+            let (dims, values) = flipped_conv_weights(layer, w);
+            tensor_f32(&name, &dims, &values)
+        } else {
+            tensor_f32(&name, &layer.shape(), w)
+        };
+        self.initializers.push(tensor);
+        name
+    }
+
+    /// Softmax over axis 1 of `x`: one Softmax node, or in the tuned variant
+    /// `exp(x - max) / sum(exp(x - max))` with both reductions over axis 1.
+    fn softmax_axis1(&mut self, x: &str, stem: &str, shape: Vec<usize>) -> String {
+        if self.variant == OnnxVariant::Plain {
+            return self.node("Softmax", stem, &[x], vec![attr_int("axis", 1)], shape);
+        }
+        let mut reduced = shape.clone();
+        reduced[1] = 1;
+        let max = self.node(
+            "ReduceMax",
+            &format!("{stem}.max"),
+            &[x],
+            vec![attr_ints("axes", &[1]), attr_int("keepdims", 1)],
+            reduced.clone(),
+        );
+        let shifted = self.binary("Sub", x, &max);
+        let exp = self.node("Exp", &format!("{stem}.exp"), &[&shifted], vec![], shape);
+        let axes = self.constant("axes.1", DataType::Int64, &[1], 1i64.to_le_bytes().to_vec());
+        let sum = self.node(
+            "ReduceSum",
+            &format!("{stem}.sum"),
+            &[&exp, &axes],
+            vec![attr_int("keepdims", 1)],
+            reduced,
+        );
+        self.binary("Div", &exp, &sum)
     }
 }
 
@@ -391,7 +524,7 @@ impl Lowering for OnnxLowering<'_> {
     }
 
     fn conv(&mut self, layer: &ConvSpec, x: &String) -> String {
-        self.weight_initializer(layer);
+        let weight = self.weight_initializer(layer);
         let shape = self.shape(x);
         if shape.len() != 2 + layer.dims || shape[1] != layer.in_channels {
             self.fail(format!(
@@ -403,9 +536,10 @@ impl Lowering for OnnxLowering<'_> {
         let (k, s) = (layer.kernel, layer.stride);
         let mut out = vec![1, layer.out_channels];
         out.extend(shape.iter().skip(2).map(|&n| conv_output_size(n, s)));
+        // Stride 1 and pads 1, so the flipped kernel's Conv keeps pads 1 (k - 1 - 1).
         let op = match layer.kind {
-            ConvKind::Conv => "Conv",
-            ConvKind::ConvTranspose => "ConvTranspose",
+            ConvKind::ConvTranspose if !self.flips(layer) => "ConvTranspose",
+            _ => "Conv",
         };
         let d = layer.dims;
         let attrs = vec![
@@ -420,7 +554,7 @@ impl Lowering for OnnxLowering<'_> {
             .strip_suffix(".weight")
             .unwrap_or(&layer.name)
             .to_string();
-        self.node(op, &stem, &[x, &layer.name], attrs, out)
+        self.node(op, &stem, &[x, &weight], attrs, out)
     }
 
     fn relu(&mut self, x: &String) -> String {
@@ -470,13 +604,7 @@ impl Lowering for OnnxLowering<'_> {
         let grouped = [shape[0], phases, c / phases, spatial];
         let to = self.shape_constant(&grouped);
         let g = self.node("Reshape", "Reshape", &[x, &to], vec![], grouped.to_vec());
-        let sm = self.node(
-            "Softmax",
-            "PhaseSoftmax",
-            &[&g],
-            vec![attr_int("axis", 1)],
-            grouped.to_vec(),
-        );
+        let sm = self.softmax_axis1(&g, "PhaseSoftmax", grouped.to_vec());
         let back = self.shape_constant(&shape);
         self.node("Reshape", "Reshape", &[&sm, &back], vec![], shape)
     }
@@ -519,13 +647,7 @@ impl Lowering for OnnxLowering<'_> {
 
     fn class_softmax(&mut self, x: &String) -> String {
         let shape = self.shape(x);
-        self.node(
-            "Softmax",
-            "ClassSoftmax",
-            &[x],
-            vec![attr_int("axis", 1)],
-            shape,
-        )
+        self.softmax_axis1(x, "ClassSoftmax", shape)
     }
 }
 
@@ -559,6 +681,16 @@ fn input_shape(model: &Model, size: [usize; 3]) -> Result<Vec<usize>, ExportErro
 /// `shape`, or the config's `input_size` when `None`. Fails on an invalid config, weights that
 /// do not match it, or a size not divisible by `2^(grids-1)` on every spatial axis.
 pub fn build_onnx(model: &Model, shape: Option<[usize; 3]>) -> Result<ModelProto, ExportError> {
+    build_onnx_variant(model, shape, OnnxVariant::Plain)
+}
+
+/// [`build_onnx`] for either variant of the graph. The tuned one says so in its metadata
+/// (`msnet.onnx_variant`).
+pub fn build_onnx_variant(
+    model: &Model,
+    shape: Option<[usize; 3]>,
+    variant: OnnxVariant,
+) -> Result<ModelProto, ExportError> {
     let cfg = model.config();
     cfg.validate()?;
     model.weights.check(&model.spec)?;
@@ -571,7 +703,7 @@ pub fn build_onnx(model: &Model, shape: Option<[usize; 3]>) -> Result<ModelProto
     let size = shape.unwrap_or(cfg.input_size);
     let in_shape = input_shape(model, size)?;
 
-    let mut lowering = OnnxLowering::new(&model.spec, &model.weights);
+    let mut lowering = OnnxLowering::with_variant(&model.spec, &model.weights, variant);
     let image = lowering.input(INPUT, &in_shape);
     let out = Graph::record_at(&model.spec, size).lower(&mut lowering, image);
     let graph = lowering.finish(&out, OUTPUT)?;
@@ -582,6 +714,13 @@ pub fn build_onnx(model: &Model, shape: Option<[usize; 3]>) -> Result<ModelProto
         key: key.into(),
         value,
     };
+    let mut metadata_props = vec![
+        meta("msnet.config", config_json),
+        meta("msnet.input_size", format!("{size:?}")),
+    ];
+    if variant == OnnxVariant::Tuned {
+        metadata_props.push(meta("msnet.onnx_variant", "tuned".into()));
+    }
     Ok(ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto {
@@ -601,10 +740,7 @@ pub fn build_onnx(model: &Model, shape: Option<[usize; 3]>) -> Result<ModelProto
             &in_shape[2..]
         ),
         graph: Some(graph),
-        metadata_props: vec![
-            meta("msnet.config", config_json),
-            meta("msnet.input_size", format!("{size:?}")),
-        ],
+        metadata_props,
         ..Default::default()
     })
 }
