@@ -438,3 +438,56 @@ fn eval_of_a_corrupt_model_names_the_file() {
     assert!(text(&o).contains("model.safetensors"), "{}", text(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn probe_reports_each_phase_softmax_and_layer_on_real_samples() {
+    let root = scratch("probe");
+    write_folder_dataset(&root, 8);
+    let data = root.to_str().unwrap();
+    let common = [
+        "probe",
+        "--dataset",
+        "folder",
+        "--data",
+        data,
+        "--classes",
+        "0=background,128=ring,255=core",
+        "--size",
+        "32x32",
+        "--train-size",
+        "3",
+        "--test-count",
+        "3",
+    ];
+    let o = msnet(&[&common[..], &["--samples", "2", "--out-gain", "1"]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per probed sample");
+    for line in &lines {
+        // The paper's network at 5 grids: 10 live phase softmaxes and 50 layers.
+        assert_eq!(line["phases"].as_array().unwrap().len(), 10, "{line}");
+        assert_eq!(line["layers"].as_array().unwrap().len(), 50, "{line}");
+        let sum = |k: &str| -> f64 {
+            line[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .sum()
+        };
+        assert!((sum("class_means") - 1.0).abs() < 1e-4, "{line}");
+        assert!((sum("class_shares") - 1.0).abs() < 1e-9, "{line}");
+        // A small output head starts from a nearly uniform prediction.
+        for m in line["class_means"].as_array().unwrap() {
+            assert!((m.as_f64().unwrap() - 1.0 / 3.0).abs() < 0.1, "{line}");
+        }
+        assert!(line["layers"][0]["gradient_rms"].as_f64().unwrap() > 0.0);
+    }
+    let o = msnet(&[&common[..], &["--samples", "4"]].concat());
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--samples 4"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&root);
+}
