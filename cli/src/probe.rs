@@ -1,13 +1,14 @@
-//! `msnet probe`: a freshly initialised network on real training samples, before any step:
+//! `msnet probe`: a freshly initialised network (or given weights) on real training samples:
 //! each phase softmax's saturation, the class probabilities against the labels' shares, and
 //! every layer's gradient next to its weights. It tells whether a run can leave the
 //! background plateau (`msnet_native::probe`) without training it.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use msnet::Spec;
+use msnet::{Spec, Weights};
 use msnet_datasets::DatasetKind;
 use msnet_native::{NativeOptions, NativeTrainer};
 use serde_json::json;
@@ -27,6 +28,11 @@ pub struct ProbeArgs {
     seed: u64,
     #[command(flatten)]
     network: NetworkArgs,
+    /// Probe these weights (a `model.safetensors` of this network, e.g. a run's
+    /// `checkpoint/model.safetensors`) instead of the initialisation: where a run that sits
+    /// on a plateau stands.
+    #[arg(long)]
+    weights: Option<PathBuf>,
     /// How many training samples to probe, each on its own (the first of the seeded list).
     #[arg(long, default_value_t = 1)]
     samples: usize,
@@ -50,7 +56,10 @@ pub fn run(a: &ProbeArgs) -> Result<ExitCode> {
     }
     let config = a.network.config(&ds)?;
     let spec = Spec::new(&config);
-    let weights = msnet::weights::init(&spec, a.seed, a.network.init());
+    let weights = match &a.weights {
+        Some(path) => Weights::load(&spec, path)?,
+        None => msnet::weights::init(&spec, a.seed, a.network.init()),
+    };
     let mut trainer = NativeTrainer::new(
         &spec,
         &weights,
