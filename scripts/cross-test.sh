@@ -6,9 +6,11 @@
 #   - `msnet-run info`, which names the conv kernel that ran (neon on aarch64);
 #   - a two-iteration `msnet-run finetune`, then `msnet-run verify` on the model it wrote.
 # And, with the target `thumbv7em`, a no_std build for Cortex-M of the runtime core and of the
-# fundus-camera device loop.
+# fundus-camera device loop. The target `size` (not among the defaults: it builds std) builds the
+# device binary for aarch64 as docs/benchmarks.md ("Device binary") describes, runs `verify`
+# with it, and fails if it is over 1 MiB.
 #
-#   scripts/cross-test.sh [aarch64] [armv7] [thumbv7em]     default: all three
+#   scripts/cross-test.sh [aarch64] [armv7] [thumbv7em] [size]     default: the first three
 #
 # Installs what it needs (Debian's rustc-web with ARM standard libraries, cross gcc, QEMU);
 # see ../shared/ARM.md for why it is done this way. Timings under QEMU mean nothing for a real
@@ -57,8 +59,11 @@ linux_target() {
     # `--lib --tests`: doctests would need a rustdoc for the target (they run on the host).
     cargo test --release --locked --target "$triple" "$@" -p msnet-runtime -p msnet-run --no-run
     cargo test --release --locked --target "$triple" "$@" -p msnet-runtime --lib --tests
-    local bin="$CARGO_TARGET_DIR/$triple/release/msnet-run"
-    echo "== $triple: msnet-run ($(stat -c %s "$bin") bytes unstripped)" >&2
+    local bin="$CARGO_TARGET_DIR/$triple/release/msnet-run" stripped
+    stripped="$(mktemp)"
+    "${STRIP:?}" -o "$stripped" "$bin"
+    echo "== $triple: msnet-run ($(stat -c %s "$bin") bytes unstripped, $(stat -c %s "$stripped") stripped; release profile)" >&2
+    rm -f "$stripped"
     for m in "${models[@]}"; do
         $runner "$bin" info --model "$m" | tail -1
         for threads in 1 2; do
@@ -83,11 +88,12 @@ for t in "${targets[@]}"; do
         aarch64)
             # cortex-a72 is a Raspberry Pi 4's core; QEMU's default has SVE, which no Pi has.
             # Never give qemu-aarch64 `-L /usr/aarch64-linux-gnu`: threads then hang forever.
-            linux_target aarch64-unknown-linux-gnu "qemu-aarch64-static -cpu ${QEMU_CPU:-cortex-a72}"
+            STRIP=aarch64-linux-gnu-strip linux_target aarch64-unknown-linux-gnu \
+                "qemu-aarch64-static -cpu ${QEMU_CPU:-cortex-a72}"
             ;;
         armv7)
             # 32-bit Raspberry Pi OS. Debian has no prebuilt std for it: build-std.
-            RUSTC_BOOTSTRAP=1 linux_target armv7-unknown-linux-gnueabihf \
+            STRIP=arm-linux-gnueabihf-strip RUSTC_BOOTSTRAP=1 linux_target armv7-unknown-linux-gnueabihf \
                 "qemu-arm-static -L /usr/arm-linux-gnueabihf" -Z build-std=std,panic_abort
             ;;
         thumbv7em)
@@ -95,8 +101,25 @@ for t in "${targets[@]}"; do
             RUSTC_BOOTSTRAP=1 cargo build --release --locked --target thumbv7em-none-eabihf \
                 -Z build-std=core -p msnet-runtime -p msnet-fundus-camera
             ;;
+        size)
+            # The segmenting device binary: the `device` profile without the default features
+            # (finetune, TIFF), std rebuilt for it without unwind tables or backtraces. RUSTFLAGS
+            # rebuilds every crate, so it gets a target directory of its own.
+            echo "== aarch64 device binary (docs/benchmarks.md, Device binary)" >&2
+            CARGO_TARGET_DIR="$CARGO_TARGET_DIR-device" RUSTFLAGS="-C force-unwind-tables=no" \
+                RUSTC_BOOTSTRAP=1 cargo build --locked --profile device \
+                --target aarch64-unknown-linux-gnu -Z build-std=std,panic_abort \
+                -Z build-std-features= -p msnet-run --no-default-features
+            bin="$CARGO_TARGET_DIR-device/aarch64-unknown-linux-gnu/device/msnet-run"
+            bytes="$(stat -c %s "$bin")"
+            echo "== device msnet-run: $bytes bytes (stripped; limit 1048576)" >&2
+            for m in "${models[@]}"; do
+                qemu-aarch64-static -cpu "${QEMU_CPU:-cortex-a72}" "$bin" verify --model "$m" --threads 2
+            done
+            [ "$bytes" -le 1048576 ] || { echo "device msnet-run over 1 MiB" >&2; exit 1; }
+            ;;
         *)
-            echo "unknown target '$t' (choose aarch64, armv7, thumbv7em)" >&2
+            echo "unknown target '$t' (choose aarch64, armv7, thumbv7em, size)" >&2
             exit 2
             ;;
     esac

@@ -5,6 +5,7 @@
 
 mod bench;
 mod csv;
+#[cfg(feature = "finetune")]
 mod finetune;
 mod model;
 mod paths;
@@ -55,6 +56,7 @@ enum Command {
     /// Train a model further on labelled images of this device (masks as `segment` writes
     /// them) into a new model directory: weights, runtime plan and a golden bundle, checked
     /// against each other. Checkpoints as it goes; `--resume` continues a killed run.
+    #[cfg(feature = "finetune")]
     Finetune(finetune::FinetuneArgs),
 }
 
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Info(a) => model::info(&a),
+        #[cfg(feature = "finetune")]
         Command::Finetune(a) => finetune::run(&a),
     };
     match result {

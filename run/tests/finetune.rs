@@ -1,6 +1,7 @@
 //! `msnet-run finetune`: a shipped model trained further on images written here (phantoms,
 //! masks in `segment`'s coding), into a directory `verify` and `segment` accept, with clear
 //! errors for inputs that do not fit.
+#![cfg(feature = "finetune")]
 
 mod common;
 
