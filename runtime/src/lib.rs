@@ -24,6 +24,7 @@ extern crate std;
 
 #[cfg(feature = "std")]
 pub mod alloc_count;
+pub mod crc32;
 pub mod denormals;
 pub mod engine;
 pub mod format;
