@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# On-device fine-tuning, measured on real data: a WBC model trained on 10 images
-# (models/wbc-s10-seed0) is given N more labelled images with `msnet-run finetune` (the device
+# On-device fine-tuning, measured on real data: the shipped WBC model, trained on 60 images
+# (models/wbc), is given N more labelled images with `msnet-run finetune` (the device
 # command, native engine), and both models are scored on the base model's 20 test images with
 # `msnet eval`. The N images come from the pool outside the base's training and test images
 # (the first N by name), so the test images stay unseen; `msnet eval` refuses a fine-tuned
@@ -26,9 +26,9 @@ if [[ -z "${MSNET:-}" || -z "${MSNET_RUN:-}" ]]; then
     MSNET="${CARGO_TARGET_DIR:-target}/release/msnet"
     MSNET_RUN="${CARGO_TARGET_DIR:-target}/release/msnet-run"
 fi
-base=models/wbc-s10-seed0
+base=models/wbc
 lr="${LR:-1e-3}"
-out="${RUNS:-runs}/finetune-wbc-s10-n$n-it$iterations-aug${AUGMENT:-default}-lr$lr"
+out="${RUNS:-runs}/finetune-wbc-n$n-it$iterations-aug${AUGMENT:-default}-lr$lr"
 mapfile -t names < <(python3 - "$base/config.json" "$data/images" "$n" <<'PY'
 import json, os, sys
 record = json.load(open(sys.argv[1]))["training"]
@@ -51,10 +51,11 @@ resume=()
 "$MSNET_RUN" verify --model "$out" >&2
 "$MSNET" eval --model "$base" --json > "$out/base-test-metrics.json"
 "$MSNET" eval --model "$out" --json > "$out/test-metrics.json"
-python3 - "$out" <<'PY'
+python3 - "$out" "$base/config.json" <<'PY'
 import json, sys
 out = sys.argv[1]
-for label, f in [("base (S = 10)", "base-test-metrics.json"), ("fine-tuned", "test-metrics.json")]:
+base_size = len(json.load(open(sys.argv[2]))["training"]["train"])
+for label, f in [(f"base (S = {base_size})", "base-test-metrics.json"), ("fine-tuned", "test-metrics.json")]:
     m = json.load(open(f"{out}/{f}"))
     a = m["mean_all"]
     per = ", ".join(f"{k} {v['dsc']:.4f}" for k, v in m["classes"].items())

@@ -393,8 +393,7 @@ mod tests {
         let image = inbox.join("a.png");
         msnet_io::write_image_png(&image, 1, [8, 8], &[0.5; 64]).unwrap();
         let model =
-            Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/wbc-s10-seed0"))
-                .unwrap();
+            Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/wbc")).unwrap();
         let segmenter = Segmenter::new(&model, &one_thread()).unwrap();
         let folders = Folders::new(&inbox, &out).unwrap();
         let csv = CsvLog::open(&out.join("r.csv"), segmenter.class_names()).unwrap();

@@ -245,7 +245,7 @@ fn a_model_directory_in_the_middle_of_an_export_is_refused() {
 #[test]
 fn verify_reports_only_the_checks_the_manifest_asks_for() {
     let dir = scratch("argmax-off");
-    let model = device_copy(&dir, "wbc-s10-seed0", true);
+    let model = device_copy(&dir, "wbc", true);
     let m = model.to_str().unwrap();
     let manifest = model.join("golden/manifest.json");
     edit_json(&manifest, |j| {

@@ -30,7 +30,7 @@ pub fn shipped_model(name: &str) -> PathBuf {
 }
 
 /// The shipped model most tests run.
-const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/wbc-s10-seed0");
+const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/wbc");
 
 pub fn shipped() -> String {
     SHIPPED.into()

@@ -7,10 +7,7 @@ use msnet_runtime::{Plan, Step};
 
 /// The plan of the shipped WBC model (written by `msnet export`).
 pub fn shipped_plan() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../models/wbc-s10-seed0/model.msplan"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/wbc/model.msplan");
     std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
