@@ -44,27 +44,25 @@ pub fn fits(shape: &ConvShape) -> bool {
 /// The transformed weights `U[t][ci][co] = (G g Gᵀ)[t]` for the 16 tile elements `t = 4r + c`,
 /// with `G = [[1, 0, 0], [½, ½, ½], [½, -½, ½], [0, 0, 1]]`.
 fn transform_weights(w: &[f32], u: &mut [f32; 16 * C * C]) {
-    // w is [3][3][ci][co]; k(ky, kx) is the (ci, co) plane of one tap.
-    let k = |ky: usize, kx: usize, i: usize| w[(ky * 3 + kx) * C * C + i];
+    // Fixed-size views, so that the loop over channel pairs has no bounds checks and runs on
+    // whole vectors: each (ci, co) pair is independent and contiguous across pairs.
+    let w: &[f32; 9 * C * C] = w.try_into().expect("winograd: weights length");
     for i in 0..C * C {
-        // Rows: G g, a 4×3 matrix per (ci, co).
-        let mut gg = [[0.0f32; 3]; 4];
-        for (kx, col) in (0..3).map(|kx| (kx, [k(0, kx, i), k(1, kx, i), k(2, kx, i)])) {
-            gg[0][kx] = col[0];
-            gg[1][kx] = (col[0] + col[1] + col[2]) * 0.5;
-            gg[2][kx] = (col[0] - col[1] + col[2]) * 0.5;
-            gg[3][kx] = col[2];
-        }
-        // Columns: (G g) Gᵀ.
-        for (r, row) in gg.iter().enumerate() {
-            let v = [
-                row[0],
-                (row[0] + row[1] + row[2]) * 0.5,
-                (row[0] - row[1] + row[2]) * 0.5,
-                row[2],
-            ];
-            for (c, v) in v.into_iter().enumerate() {
-                u[(r * 4 + c) * C * C + i] = v;
+        // k[ky][kx]: the 3×3 kernel of this channel pair (w is [3][3][ci][co]).
+        let k: [[f32; 3]; 3] = core::array::from_fn(|ky| {
+            core::array::from_fn(|kx| w[(ky * 3 + kx) * C * C + i])
+        });
+        // G k, a 4×3 matrix, then (G k) Gᵀ row by row.
+        let gk = |kx: usize| {
+            let (a, b, c) = (k[0][kx], k[1][kx], k[2][kx]);
+            [a, (a + b + c) * 0.5, (a - b + c) * 0.5, c]
+        };
+        let cols = [gk(0), gk(1), gk(2)];
+        for r in 0..4 {
+            let (a, b, c) = (cols[0][r], cols[1][r], cols[2][r]);
+            let row = [a, (a + b + c) * 0.5, (a - b + c) * 0.5, c];
+            for (cc, v) in row.into_iter().enumerate() {
+                u[(r * 4 + cc) * C * C + i] = v;
             }
         }
     }
