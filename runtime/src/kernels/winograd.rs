@@ -49,9 +49,8 @@ fn transform_weights(w: &[f32], u: &mut [f32; 16 * C * C]) {
     let w: &[f32; 9 * C * C] = w.try_into().expect("winograd: weights length");
     for i in 0..C * C {
         // k[ky][kx]: the 3×3 kernel of this channel pair (w is [3][3][ci][co]).
-        let k: [[f32; 3]; 3] = core::array::from_fn(|ky| {
-            core::array::from_fn(|kx| w[(ky * 3 + kx) * C * C + i])
-        });
+        let k: [[f32; 3]; 3] =
+            core::array::from_fn(|ky| core::array::from_fn(|kx| w[(ky * 3 + kx) * C * C + i]));
         // G k, a 4×3 matrix, then (G k) Gᵀ row by row.
         let gk = |kx: usize| {
             let (a, b, c) = (k[0][kx], k[1][kx], k[2][kx]);
@@ -279,6 +278,9 @@ unsafe fn pixel<S: Simd>(g: &Geo, y: usize, x: usize, v: usize) -> S::V {
 /// As for [`conv_with`]; `orow` is output row `y0 + keep.start` in the output, which holds
 /// the rows up to `y0 + keep.end`, and tiles `t0 .. t0 + NX` start inside the width.
 #[inline(always)]
+// The second pass of each transform reads element r of every column: a transpose, which an
+// iterator over one array cannot say.
+#[allow(clippy::needless_range_loop)]
 unsafe fn block<S: Simd, const NV: usize, const NX: usize>(
     g: &Geo,
     y0: usize,
@@ -297,21 +299,24 @@ unsafe fn block<S: Simd, const NV: usize, const NX: usize>(
             for v in (0..C).step_by(S::N) {
                 // Bᵀ d: rows of the patch combined, per column; Bᵀ = [[1, 0, -1, 0],
                 // [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
-                let mut e = [[zero; 4]; 4];
-                for jx in 0..4 {
+                let mut cols = [[zero; 4]; 4];
+                for (jx, col) in cols.iter_mut().enumerate() {
                     let d: [S::V; 4] = [
                         pixel::<S>(g, y0, x0 + jx, v),
                         pixel::<S>(g, y0 + 1, x0 + jx, v),
                         pixel::<S>(g, y0 + 2, x0 + jx, v),
                         pixel::<S>(g, y0 + 3, x0 + jx, v),
                     ];
-                    e[0][jx] = sub::<S>(d[0], d[2]);
-                    e[1][jx] = add::<S>(d[1], d[2]);
-                    e[2][jx] = sub::<S>(d[2], d[1]);
-                    e[3][jx] = sub::<S>(d[1], d[3]);
+                    *col = [
+                        sub::<S>(d[0], d[2]),
+                        add::<S>(d[1], d[2]),
+                        sub::<S>(d[2], d[1]),
+                        sub::<S>(d[1], d[3]),
+                    ];
                 }
                 // (Bᵀ d) B: the same on each row.
-                for (r, e) in e.iter().enumerate() {
+                for r in 0..4 {
+                    let e = [cols[0][r], cols[1][r], cols[2][r], cols[3][r]];
                     let vt = [
                         sub::<S>(e[0], e[2]),
                         add::<S>(e[1], e[2]),
@@ -353,16 +358,20 @@ unsafe fn block<S: Simd, const NV: usize, const NX: usize>(
             let x0 = 2 * (t0 + j);
             let cols = (g.wd - x0).min(2);
             for v in (0..C).step_by(S::N) {
-                let mut s = [[zero; 4]; 2];
-                for c in 0..4 {
+                // Aᵀ M, column by column: s[c] holds rows 0 and 1.
+                let mut s = [[zero; 2]; 4];
+                for (c, s) in s.iter_mut().enumerate() {
                     let m = |r: usize| bp.add(((r * 4 + c) * NX + j) * C + v);
                     let (m0, m1, m2, m3) =
                         (S::load(m(0)), S::load(m(1)), S::load(m(2)), S::load(m(3)));
-                    s[0][c] = add::<S>(add::<S>(m0, m1), m2);
-                    s[1][c] = sub::<S>(sub::<S>(m1, m2), m3);
+                    *s = [
+                        add::<S>(add::<S>(m0, m1), m2),
+                        sub::<S>(sub::<S>(m1, m2), m3),
+                    ];
                 }
+                // (Aᵀ M) A, row by row.
                 for a in keep.clone() {
-                    let s = &s[a];
+                    let s = [s[0][a], s[1][a], s[2][a], s[3][a]];
                     let y = [
                         add::<S>(add::<S>(s[0], s[1]), s[2]),
                         sub::<S>(sub::<S>(s[1], s[2]), s[3]),
