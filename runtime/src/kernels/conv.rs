@@ -17,6 +17,10 @@
 //!
 //! Work is split by flattened output rows (`z * oh + y`): a caller hands each thread a disjoint
 //! range of rows and the matching slice of the output.
+//!
+//! Each SIMD path comes as two [`ConvKernel`]s: direct (this file), and `-winograd`, which
+//! runs the 2D stride-1 16→16 convolutions with Winograd F(2×2, 3×3)
+//! ([`super::winograd`]) and the rest directly.
 
 use core::ops::Range;
 
@@ -247,10 +251,11 @@ impl Isa {
         }
     }
 
-    /// Its algorithms, fastest first. On the SIMD paths Winograd first (ALGO_ORDER_NOTE). The
-    /// portable path keeps the direct kernel first: it is what runs on targets without SIMD,
-    /// microcontrollers among them, where Winograd's 28 KiB of stack per call
-    /// ([`winograd`]'s buffers) is a cost to be chosen, not a default.
+    /// Its algorithms, fastest first. On the SIMD paths Winograd first: whole frames 1.16–1.28×
+    /// faster on AVX-512F and AVX2+FMA, median of seven alternating rounds on fundus-disc-cup
+    /// and wbc (`docs/benchmarks.md`). The portable path keeps the direct kernel first: it is
+    /// what runs on targets without SIMD, microcontrollers among them, where Winograd's 28 KiB
+    /// of stack per call ([`winograd`]'s buffers) is a cost to be chosen, not a default.
     fn algos(self) -> [Algo; 2] {
         match self {
             Isa::Portable => [Algo::Direct, Algo::Winograd],
