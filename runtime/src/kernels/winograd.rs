@@ -257,7 +257,7 @@ unsafe fn sub<S: Simd>(a: S::V, b: S::V) -> S::V {
     unsafe { S::fma(b, S::splat(&-1.0), a) }
 }
 
-/// Input pixel (y + 1, x + 1) at channels `v ..`, or zeros in the padding (`y`, `x` are
+/// Input pixel (y - 1, x - 1) at channels `v ..`, or zeros in the padding (`y`, `x` are
 /// output coordinates plus tap offset, so the padding is at -1 and past the end).
 ///
 /// # Safety
