@@ -178,8 +178,9 @@ impl Threads {
 #[derive(Args, Clone)]
 pub struct Kernel {
     /// Convolution kernel to run instead of the fastest this CPU has: avx512f (or avx512),
-    /// avx2+fma (or avx2), neon, portable. For comparing kernels on one machine; one this CPU
-    /// cannot run is an error.
+    /// avx2+fma (or avx2), neon, portable, each also with -winograd (Winograd F(2×2, 3×3) for
+    /// the 2D stride-1 16→16 convolutions, the rest direct; avx512-winograd and avx2-winograd
+    /// for short). For comparing kernels on one machine; one this CPU cannot run is an error.
     #[arg(long = "kernel", value_name = "NAME")]
     kernel: Option<String>,
 }

@@ -47,25 +47,28 @@ fn bench_reports_zero_allocations_per_frame_with_two_threads() {
 
 #[test]
 fn kernel_flag_runs_the_named_kernel_and_refuses_one_this_cpu_lacks() {
-    // Portable runs everywhere; verify's golden tolerances hold on it too.
-    let o = msnet_run(&["verify", "--model", &shipped(), "--kernel", "portable"]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("conv kernel portable"), "{}", text(&o));
-    let o = msnet_run(&[
-        "bench",
-        "--model",
-        &shipped(),
-        "--runs",
-        "1",
-        "--warmup",
-        "0",
-        "--json",
-        "--kernel",
-        "portable",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(report["conv_kernel"], "portable", "{report}");
+    // Portable, direct and Winograd, runs everywhere; verify's golden tolerances hold on it too.
+    for kernel in ["portable", "portable-winograd"] {
+        let o = msnet_run(&["verify", "--model", &shipped(), "--kernel", kernel]);
+        assert!(o.status.success(), "{}", text(&o));
+        let named = format!("conv kernel {kernel},");
+        assert!(text(&o).contains(&named), "{}", text(&o));
+        let o = msnet_run(&[
+            "bench",
+            "--model",
+            &shipped(),
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+            "--kernel",
+            kernel,
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(report["conv_kernel"], kernel, "{report}");
+    }
     // A kernel of another architecture: named, and what this CPU runs instead listed.
     let foreign = if cfg!(target_arch = "aarch64") {
         "avx2"

@@ -17,8 +17,14 @@
 //!
 //! Work is split by flattened output rows (`z * oh + y`): a caller hands each thread a disjoint
 //! range of rows and the matching slice of the output.
+//!
+//! Each SIMD path comes as two [`ConvKernel`]s: direct (this file), and `-winograd`, which
+//! runs the 2D stride-1 16→16 convolutions with Winograd F(2×2, 3×3)
+//! ([`super::winograd`]) and the rest directly.
 
 use core::ops::Range;
+
+use super::winograd;
 
 /// Shape of one convolution (see module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,7 +202,15 @@ pub fn conv(
 /// the compile-time target features without it (`-C target-cpu=...`); NEON is baseline on
 /// aarch64; the portable path runs everywhere.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvKernel(pub(super) Isa);
+pub struct ConvKernel(pub(super) Isa, pub(super) Algo);
+
+/// How a [`ConvKernel`] computes the convolutions it can: directly, or with Winograd where
+/// [`winograd::fits`] (the rest direct). The weight gradient is direct on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Algo {
+    Direct,
+    Winograd,
+}
 
 /// The paths this architecture has, as [`ConvKernel`] wraps them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,15 +238,29 @@ impl Isa {
         Isa::Portable,
     ];
 
-    fn name(self) -> &'static str {
+    /// The names of its direct and its Winograd kernel.
+    fn names(self) -> [&'static str; 2] {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => "avx512f",
+            Isa::Avx512 => ["avx512f", "avx512f-winograd"],
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => "avx2+fma",
+            Isa::Avx2 => ["avx2+fma", "avx2+fma-winograd"],
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => "neon",
-            Isa::Portable => "portable",
+            Isa::Neon => ["neon", "neon-winograd"],
+            Isa::Portable => ["portable", "portable-winograd"],
+        }
+    }
+
+    /// Its algorithms, fastest first. On the SIMD paths Winograd first: whole frames 1.16–1.28×
+    /// faster on AVX-512F and AVX2+FMA, median of seven alternating rounds on fundus-disc-cup
+    /// and wbc (`docs/benchmarks.md`). The portable path keeps the direct kernel first: it is
+    /// what runs on targets without SIMD, microcontrollers among them, where Winograd's 28 KiB
+    /// of stack per call ([`winograd`]'s buffers) is a cost to be chosen, not a default.
+    fn algos(self) -> [Algo; 2] {
+        match self {
+            Isa::Portable => [Algo::Direct, Algo::Winograd],
+            #[allow(unreachable_patterns)]
+            _ => [Algo::Winograd, Algo::Direct],
         }
     }
 
@@ -252,11 +280,15 @@ impl Isa {
 /// Every kernel name on any architecture, as [`ConvKernel::name`] reports it, with the short
 /// name [`ConvKernel::named`] also takes: so that a name valid elsewhere is told apart from a
 /// misspelt one.
-const NAMES: [(&str, &str); 4] = [
+const NAMES: [(&str, &str); 8] = [
     ("avx512f", "avx512"),
+    ("avx512f-winograd", "avx512-winograd"),
     ("avx2+fma", "avx2"),
+    ("avx2+fma-winograd", "avx2-winograd"),
     ("neon", "neon"),
+    ("neon-winograd", "neon-winograd"),
     ("portable", "portable"),
+    ("portable-winograd", "portable-winograd"),
 ];
 
 /// Why [`ConvKernel::named`] gave no kernel.
@@ -301,16 +333,22 @@ impl core::fmt::Display for KernelError {
 impl ConvKernel {
     /// The fastest kernel this CPU runs: the one place the choice is made.
     pub fn best() -> Self {
-        Self::available().next().unwrap_or(Self(Isa::Portable))
+        Self::available()
+            .next()
+            .unwrap_or(Self(Isa::Portable, Algo::Direct))
     }
 
-    /// Every kernel this CPU runs, fastest first (the portable one last).
+    /// Every kernel this CPU runs, fastest first (the portable ones last).
     pub fn available() -> impl Iterator<Item = Self> {
-        Isa::ALL.iter().copied().filter(|i| i.supported()).map(Self)
+        Isa::ALL
+            .iter()
+            .copied()
+            .filter(|i| i.supported())
+            .flat_map(|i| i.algos().map(|a| Self(i, a)))
     }
 
     /// The kernel called `name` (what [`ConvKernel::name`] reports, or its short form:
-    /// `avx512`, `avx2`), if this CPU runs it. For benchmarks and tests that compare kernels;
+    /// `avx512`, `avx2`, `avx512-winograd`, `avx2-winograd`), if this CPU runs it. For benchmarks and tests that compare kernels;
     /// everything else should take [`ConvKernel::best`].
     pub fn named(name: &str) -> Result<Self, KernelError> {
         let (full, _) = NAMES
@@ -322,9 +360,19 @@ impl ConvKernel {
             .ok_or(KernelError::Unsupported(full))
     }
 
-    /// `avx512f`, `avx2+fma`, `neon` or `portable`.
+    /// `avx512f`, `avx2+fma`, `neon` or `portable`, with `-winograd` for the Winograd ones.
     pub fn name(self) -> &'static str {
-        self.0.name()
+        let [direct, winograd] = self.0.names();
+        match self.1 {
+            Algo::Direct => direct,
+            Algo::Winograd => winograd,
+        }
+    }
+
+    /// The direct kernel on the same lanes: itself, or what a Winograd kernel runs the shapes
+    /// Winograd does not take (and the weight gradient) on.
+    pub fn direct(self) -> Self {
+        Self(self.0, Algo::Direct)
     }
 
     /// The convolution on this path (same contract as [`conv_reference`]).
@@ -337,6 +385,9 @@ impl ConvKernel {
         rows: Range<usize>,
         out: &mut [f32],
     ) {
+        if self.1 == Algo::Winograd && winograd::fits(shape) {
+            return self.winograd(shape, x, w, relu, rows, out);
+        }
         match self.0 {
             // SAFETY (both `Avx512` arms): a `ConvKernel` of `Avx512` is only made where
             // AVX-512F, AVX2 and FMA were detected.
@@ -354,6 +405,36 @@ impl ConvKernel {
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => unsafe { conv_with::<neon::Neon, 4, 6, 8>(shape, x, w, relu, rows, out) },
             Isa::Portable => conv_portable(shape, x, w, relu, rows, out),
+        }
+    }
+
+    /// [`winograd`] on this kernel's lanes, for a shape it [`fits`](winograd::fits). The
+    /// register blocks are the direct kernel's: `NX` tiles × `NV` vectors of 16 channels.
+    fn winograd(
+        self,
+        shape: &ConvShape,
+        x: &[f32],
+        w: &[f32],
+        relu: bool,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
+        match self.0 {
+            // SAFETY: a `ConvKernel` of `Avx512` is only made where AVX-512F was detected.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx::winograd512(shape, x, w, relu, rows, out) },
+            // SAFETY: a `ConvKernel` of `Avx2` is only made where AVX2 and FMA were detected.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx::winograd(shape, x, w, relu, rows, out) },
+            // SAFETY: NEON is baseline on aarch64. 6 tiles × 4 vectors = 24 accumulators.
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => unsafe {
+                winograd::conv_with::<neon::Neon, 4, 6>(shape, x, w, relu, rows, out)
+            },
+            // SAFETY: `Portable` needs no CPU feature.
+            Isa::Portable => unsafe {
+                winograd::conv_with::<Portable, 4, 2>(shape, x, w, relu, rows, out)
+            },
         }
     }
 }
@@ -541,6 +622,36 @@ pub(super) mod avx {
         // 16 and 24 positions there timed alike within this machine's noise on
         // fundus-disc-cup.)
         unsafe { super::conv_with::<Avx512, 2, 12, 12>(shape, x, w, relu, rows, out) }
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn winograd(
+        shape: &ConvShape,
+        x: &[f32],
+        w: &[f32],
+        relu: bool,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
+        // SAFETY: as for `conv`. 6 tiles × 2 vectors = 12 accumulators, as there.
+        unsafe { super::winograd::conv_with::<Avx2, 2, 6>(shape, x, w, relu, rows, out) }
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn winograd512(
+        shape: &ConvShape,
+        x: &[f32],
+        w: &[f32],
+        relu: bool,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
+        // SAFETY: as for `conv512`. 12 tiles × 1 vector = 12 accumulators, as there.
+        unsafe { super::winograd::conv_with::<Avx512, 1, 12>(shape, x, w, relu, rows, out) }
     }
 
     // Lanes 0..n of a mask are `MASKS[8 - n..16 - n]`.
@@ -1236,7 +1347,14 @@ mod tests {
         let all: Vec<ConvKernel> = ConvKernel::available().collect();
         assert_eq!(ConvKernel::best(), all[0]);
         assert_eq!(path(), all[0].name());
-        assert_eq!(all.last().map(|k| k.name()), Some("portable"));
+        // The portable kernels last, and on them the direct one first (`Isa::algos`).
+        let names: Vec<&str> = all.iter().map(|k| k.name()).collect();
+        assert_eq!(names[names.len() - 2..], ["portable", "portable-winograd"]);
+        for k in &all {
+            let direct = k.direct().name();
+            assert_eq!(direct, k.name().trim_end_matches("-winograd"));
+            assert!(names.contains(&direct) && !direct.ends_with("-winograd"));
+        }
         for &k in &all {
             assert_eq!(ConvKernel::named(k.name()), Ok(k));
         }

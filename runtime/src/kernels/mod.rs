@@ -11,3 +11,4 @@ pub mod resample;
 pub mod softmax;
 #[cfg(test)]
 mod test_support;
+pub mod winograd;
