@@ -1389,7 +1389,7 @@ mod tests {
         }
         #[cfg(target_arch = "aarch64")]
         {
-            assert_eq!(path(), "neon");
+            assert_eq!(path(), "neon-winograd");
             assert_eq!(
                 ConvKernel::named("avx512"),
                 Err(KernelError::Unsupported("avx512f"))
