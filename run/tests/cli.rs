@@ -45,6 +45,18 @@ fn bench_reports_zero_allocations_per_frame_with_two_threads() {
     assert!(report["conv_kernel"].is_string(), "{report}");
 }
 
+/// `bench --json` of one frame on the shipped model with `extra` options; must succeed.
+fn bench_one_frame(extra: &[&str]) -> serde_json::Value {
+    let shipped = shipped();
+    let mut args = vec![
+        "bench", "--model", &shipped, "--runs", "1", "--warmup", "0", "--json",
+    ];
+    args.extend_from_slice(extra);
+    let o = msnet_run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 #[test]
 fn kernel_flag_runs_the_named_kernel_and_refuses_one_this_cpu_lacks() {
     // Portable, direct and Winograd, runs everywhere; verify's golden tolerances hold on it too.
@@ -53,20 +65,7 @@ fn kernel_flag_runs_the_named_kernel_and_refuses_one_this_cpu_lacks() {
         assert!(o.status.success(), "{}", text(&o));
         let named = format!("conv kernel {kernel},");
         assert!(text(&o).contains(&named), "{}", text(&o));
-        let o = msnet_run(&[
-            "bench",
-            "--model",
-            &shipped(),
-            "--runs",
-            "1",
-            "--warmup",
-            "0",
-            "--json",
-            "--kernel",
-            kernel,
-        ]);
-        assert!(o.status.success(), "{}", text(&o));
-        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let report = bench_one_frame(&["--kernel", kernel]);
         assert_eq!(report["conv_kernel"], kernel, "{report}");
     }
     // A kernel of another architecture: named, and what this CPU runs instead listed.
@@ -798,20 +797,7 @@ fn a_locator_needs_a_disc_cup_model_behind_it() {
 #[test]
 fn bench_times_a_golden_input_and_refuses_one_of_another_size() {
     let golden = Path::new(&shipped()).join("golden/noise.input.npy");
-    let o = msnet_run(&[
-        "bench",
-        "--model",
-        &shipped(),
-        "--runs",
-        "1",
-        "--warmup",
-        "0",
-        "--json",
-        "--input",
-        golden.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let report = bench_one_frame(&["--input", golden.to_str().unwrap()]);
     assert_eq!(report["input"], golden.display().to_string());
     let other = shipped_model("fundus-disc-cup").join("golden/noise.input.npy");
     let o = msnet_run(&[

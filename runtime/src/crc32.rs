@@ -4,8 +4,8 @@
 //! Eight bytes a step ("slicing-by-8", eight 256-entry tables, 8 KiB of read-only data): a
 //! plan is checked once at load, and on a device the byte-at-a-time loop was the largest part
 //! of loading (one table lookup per byte, each waiting on the previous). The tables are built
-//! at compile time, so nothing runs or allocates at start-up. The byte-at-a-time twin is
-//! [`crc32_bytewise`]; the tests compare the two.
+//! at compile time, so nothing runs or allocates at start-up. The byte-at-a-time twin is in
+//! the tests, which compare the two.
 
 /// `TABLES[0]` is the classic byte table; `TABLES[k][b]` is the CRC of byte `b` followed by
 /// `k` zero bytes, so eight lookups advance the CRC by eight bytes at once.
@@ -58,11 +58,6 @@ pub fn crc32(crc: u32, bytes: &[u8]) -> u32 {
     !bytewise(c, chunks.remainder())
 }
 
-/// The byte-at-a-time definition, the reference twin of [`crc32`].
-pub fn crc32_bytewise(crc: u32, bytes: &[u8]) -> u32 {
-    !bytewise(!crc, bytes)
-}
-
 /// The inner loop on the un-inverted register.
 fn bytewise(mut c: u32, bytes: &[u8]) -> u32 {
     for &b in bytes {
@@ -74,6 +69,11 @@ fn bytewise(mut c: u32, bytes: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-at-a-time definition, the reference twin of [`crc32`].
+    fn crc32_bytewise(crc: u32, bytes: &[u8]) -> u32 {
+        !bytewise(!crc, bytes)
+    }
 
     #[test]
     fn crc32_matches_zlib() {

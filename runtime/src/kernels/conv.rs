@@ -348,8 +348,9 @@ impl ConvKernel {
     }
 
     /// The kernel called `name` (what [`ConvKernel::name`] reports, or its short form:
-    /// `avx512`, `avx2`, `avx512-winograd`, `avx2-winograd`), if this CPU runs it. For benchmarks and tests that compare kernels;
-    /// everything else should take [`ConvKernel::best`].
+    /// `avx512`, `avx2`, `avx512-winograd`, `avx2-winograd`), if this CPU runs it. For
+    /// benchmarks and tests that compare kernels; everything else should take
+    /// [`ConvKernel::best`].
     pub fn named(name: &str) -> Result<Self, KernelError> {
         let (full, _) = NAMES
             .iter()

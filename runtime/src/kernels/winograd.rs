@@ -70,6 +70,22 @@ fn transform_weights(w: &[f32], u: &mut [f32; 16 * C * C]) {
     }
 }
 
+/// The checks of both kernels' contract (buffer lengths, rows, a shape that [`fits`]), then
+/// the transformed weights.
+fn checked_weights(
+    shape: &ConvShape,
+    x: &[f32],
+    w: &[f32],
+    rows: &Range<usize>,
+    out: &[f32],
+) -> [f32; 16 * C * C] {
+    check("winograd", shape, x.len(), w.len(), rows, out.len());
+    assert!(fits(shape), "winograd: not a 2D stride-1 16→16 convolution");
+    let mut u = [0.0f32; 16 * C * C];
+    transform_weights(w, &mut u);
+    u
+}
+
 /// Plain scalar reference: the Winograd algorithm in obvious loops, one tile and one channel
 /// pair at a time, the twin the fast paths are tested against (same contract as
 /// [`super::conv::conv_reference`]; panics unless [`fits`]).
@@ -81,11 +97,8 @@ pub fn winograd_reference(
     rows: Range<usize>,
     out: &mut [f32],
 ) {
-    check("winograd", shape, x.len(), w.len(), &rows, out.len());
-    assert!(fits(shape), "winograd: not a 2D stride-1 16→16 convolution");
+    let u = checked_weights(shape, x, w, &rows, out);
     let [_, h, wd] = shape.input;
-    let mut u = [0.0f32; 16 * C * C];
-    transform_weights(w, &mut u);
     // Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]] and Aᵀ = [[1, 1, 1, 0],
     // [0, 1, -1, -1]], as matrices.
     let bt = [
@@ -187,14 +200,11 @@ pub(super) unsafe fn conv_with<S: Simd, const NV: usize, const NX: usize>(
 ) {
     const { assert!(NX <= MAX_NX) };
     assert_eq!(NV * S::N, C, "winograd: lanes");
-    check("winograd", shape, x.len(), w.len(), &rows, out.len());
-    assert!(fits(shape), "winograd: not a 2D stride-1 16→16 convolution");
+    let u = checked_weights(shape, x, w, &rows, out);
     if out.is_empty() {
         return;
     }
     let [_, h, wd] = shape.input;
-    let mut u = [0.0f32; 16 * C * C];
-    transform_weights(w, &mut u);
     let mut buf = [0.0f32; 16 * MAX_NX * C];
     let g = Geo {
         x: x.as_ptr(),
