@@ -7,6 +7,7 @@ Reads RUNS/<run>/test-metrics.json (`msnet eval --json`) and RUNS/<run>/baseline
 (`msnet train --arch unet`); a group's numbers are the mean and sample standard deviation over
 its seeds. Standard library only.
 """
+import csv
 import json
 import re
 import statistics
@@ -86,19 +87,25 @@ def metrics_table(rows, group, paper=None, extra=None):
     return out
 
 
-def pilot_curves(runs):
-    """Validation DSC_avg of each pilot run (RUNS/pilot-*/validation.csv), one column per run."""
+def mean_foreground(row):
+    """Mean DSC of the classes after the background (dsc_* columns but the first)."""
+    classes = [float(v) for k, v in row.items() if k.startswith("dsc_")][1:]
+    return statistics.fmean(classes)
+
+
+def pilot_curves(runs, pattern="pilot-*", column="val DSC_avg", value=lambda row: float(row["val_dsc"])):
+    """`value` of each pilot run's validation rows (RUNS/PATTERN/validation.csv), a column per run."""
     curves = {}
-    for d in sorted(Path(runs).glob("pilot-*")):
+    for d in sorted(Path(runs).glob(pattern)):
         f = d / "validation.csv"
         if f.is_file():
-            lines = f.read_text().splitlines()[1:]
-            curves[d.name] = {int(l.split(",")[0]): float(l.split(",")[4]) for l in lines if l}
+            rows = csv.DictReader(f.read_text().splitlines())
+            curves[d.name] = {int(r["iteration"]): value(r) for r in rows}
     if not curves:
         return []
     names = list(curves)
     iterations = sorted({i for c in curves.values() for i in c})
-    out = ["| iteration | " + " | ".join(f"val DSC_avg, {n}" for n in names) + " |",
+    out = ["| iteration | " + " | ".join(f"{column}, {n}" for n in names) + " |",
            "|---|" + "---|" * len(names)]
     for i in iterations:
         cells = [f"{curves[n][i]:.4f}" if i in curves[n] else "—" for n in names]
@@ -113,6 +120,10 @@ def main():
     if pilots:
         print("### Validation pilots\n")
         print("\n".join(pilots) + "\n")
+    acdc_pilots = pilot_curves(runs, "pilot-acdc-*", "val foreground DSC", mean_foreground)
+    if acdc_pilots:
+        print("### ACDC pilots: mean foreground DSC of the held-out volumes\n")
+        print("\n".join(acdc_pilots) + "\n")
     if not rows:
         sys.exit(f"results-table: no finished runs in {runs}")
     cdr = lambda rs: stat([r[3]["vcdr"]["mae"] for r in rs])
@@ -142,6 +153,7 @@ def main():
         ("The same at half the learning rate (5e-4):", "", "drishti-lr0.0005", refuge, fundus),
         ("### ACDC 3D (4 classes, 20 test volumes of 10 patients)", "", "acdc", mri, None),
         ("The same at half the learning rate (5e-4):", "", "acdc-lr0.0005", mri, None),
+        ("The same with augmentation (`ACDC_AUGMENT`):", "", "acdc-aug", mri, None),
     ]
     for title, note, group, paper, extra in sections:
         table = metrics_table(rows, group, paper, extra)

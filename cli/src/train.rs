@@ -134,7 +134,8 @@ pub struct TrainArgs {
     /// none, default (flip, rot90, brightness=0.1, contrast=0.1, gamma=0.1), or a comma list
     /// of flip (H and W, each with probability 1/2), rot90 (in-plane quarter turns; half turns
     /// when H != W), brightness=A (offset ±A), contrast=A (scale 1±A around 0.5), gamma=A
-    /// (power exp(±A)). Off unless validation shows it helps.
+    /// (power exp(±A)), scale=A (in-plane zoom by exp(±A)), rotate=D (in-plane rotation by
+    /// ±D degrees). Off unless validation shows it helps.
     #[arg(long, default_value = "none", value_parser = parse_augmentation)]
     augment: Augmentation,
     #[command(flatten)]

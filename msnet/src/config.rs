@@ -327,6 +327,19 @@ pub struct Augmentation {
     /// Raise to the power `exp(u)`, `u` uniform in `±gamma`.
     #[serde(default)]
     pub gamma: f32,
+    /// Zoom in-plane about the centre by `exp(u)`, `u` uniform in `±scale`: hearts, cells and
+    /// discs come in many sizes, and four training volumes show four. Bilinear for the image,
+    /// nearest for the labels; what comes from outside the image is 0 and background.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub scale: f32,
+    /// Rotate in-plane about the centre by an angle uniform in `±rotate` degrees (sampled as
+    /// `scale`); applied after the flips and quarter turns.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rotate: f32,
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
 }
 
 impl Augmentation {
@@ -337,6 +350,8 @@ impl Augmentation {
         brightness: 0.1,
         contrast: 0.1,
         gamma: 0.1,
+        scale: 0.0,
+        rotate: 0.0,
     };
 
     pub fn is_off(&self) -> bool {
@@ -344,7 +359,8 @@ impl Augmentation {
     }
 
     /// Parses `none`, `default`, or a comma list of `flip`, `rot90`, `brightness=A`,
-    /// `contrast=A`, `gamma=A` (amplitudes in `[0, 1]`).
+    /// `contrast=A`, `gamma=A`, `scale=A` (amplitudes in `[0, 1]`) and `rotate=D` (degrees in
+    /// `[0, 180]`).
     pub fn parse(text: &str) -> Result<Self, String> {
         match text.trim() {
             "none" | "" => return Ok(Self::default()),
@@ -355,11 +371,15 @@ impl Augmentation {
         for item in text.split(',').map(str::trim) {
             let (name, value) = match item.split_once('=') {
                 Some((n, v)) => {
+                    let (most, what) = match n {
+                        "rotate" => (180.0, "the angle must be in [0, 180] degrees"),
+                        _ => (1.0, "the amplitude must be in [0, 1]"),
+                    };
                     let v: f32 = v
                         .parse()
                         .ok()
-                        .filter(|v: &f32| (0.0..=1.0).contains(v))
-                        .ok_or_else(|| format!("{n}={v}: the amplitude must be in [0, 1]"))?;
+                        .filter(|v: &f32| (0.0..=most).contains(v))
+                        .ok_or_else(|| format!("{n}={v}: {what}"))?;
                     (n, Some(v))
                 }
                 None => (item, None),
@@ -370,9 +390,11 @@ impl Augmentation {
                 ("brightness", Some(v)) => a.brightness = v,
                 ("contrast", Some(v)) => a.contrast = v,
                 ("gamma", Some(v)) => a.gamma = v,
+                ("scale", Some(v)) => a.scale = v,
+                ("rotate", Some(v)) => a.rotate = v,
                 _ => {
                     return Err(format!(
-                        "unknown augmentation `{item}`: use none, default, or a comma list of flip, rot90, brightness=A, contrast=A, gamma=A"
+                        "unknown augmentation `{item}`: use none, default, or a comma list of flip, rot90, brightness=A, contrast=A, gamma=A, scale=A, rotate=DEGREES"
                     ));
                 }
             }
@@ -589,6 +611,18 @@ mod augmentation_tests {
         );
         let a = Augmentation::parse("flip, gamma=0.2").unwrap();
         assert!(a.flip && !a.rot90 && a.gamma == 0.2 && a.brightness == 0.0);
+        let a = Augmentation::parse("scale=0.2,rotate=15").unwrap();
+        assert!(a.scale == 0.2 && a.rotate == 15.0 && !a.flip);
+        assert!(
+            Augmentation::parse("rotate=200")
+                .unwrap_err()
+                .contains("[0, 180]")
+        );
+        assert!(
+            Augmentation::parse("scale=2")
+                .unwrap_err()
+                .contains("[0, 1]")
+        );
         assert!(
             Augmentation::parse("gamma=3")
                 .unwrap_err()

@@ -53,6 +53,27 @@ pub fn augment(s: &Sample, a: &Augmentation, seed: u64, iteration: usize, slot: 
             remap(dst, src, w, &source);
         }
     }
+    if a.scale > 0.0 || a.rotate > 0.0 {
+        let zoom = symmetric(&mut rng, a.scale).exp();
+        let angle = symmetric(&mut rng, a.rotate).to_radians();
+        let map = Affine::new(h, w, zoom, angle);
+        let turned = out.clone();
+        let plane = h * w;
+        for (dst, src) in out
+            .labels
+            .chunks_exact_mut(plane)
+            .zip(turned.labels.chunks_exact(plane))
+        {
+            map.nearest(dst, src);
+        }
+        for (dst, src) in out
+            .image
+            .chunks_exact_mut(plane)
+            .zip(turned.image.chunks_exact(plane))
+        {
+            map.bilinear(dst, src);
+        }
+    }
     if a.brightness > 0.0 || a.contrast > 0.0 || a.gamma > 0.0 {
         let offset = symmetric(&mut rng, a.brightness);
         let scale = 1.0 + symmetric(&mut rng, a.contrast);
@@ -77,6 +98,62 @@ fn symmetric(rng: &mut ChaCha8Rng, amplitude: f32) -> f32 {
 fn remap<T: Copy>(dst: &mut [T], src: &[T], w: usize, source: &impl Fn(usize, usize) -> usize) {
     for (i, d) in dst.iter_mut().enumerate() {
         *d = src[source(i / w, i % w)];
+    }
+}
+
+/// An in-plane zoom and rotation about the plane's centre, as the map from an output pixel to
+/// the point of the source plane it shows. Points outside the source read 0 (background).
+struct Affine {
+    h: usize,
+    w: usize,
+    centre: (f32, f32),
+    /// The inverse transform's matrix: rotation by −angle, divided by the zoom.
+    inverse: [[f32; 2]; 2],
+}
+
+impl Affine {
+    fn new(h: usize, w: usize, zoom: f32, angle: f32) -> Self {
+        let (sin, cos) = angle.sin_cos();
+        Self {
+            h,
+            w,
+            centre: ((h as f32 - 1.0) / 2.0, (w as f32 - 1.0) / 2.0),
+            inverse: [[cos / zoom, sin / zoom], [-sin / zoom, cos / zoom]],
+        }
+    }
+
+    /// The source point `(y, x)` of output pixel `i` (row-major).
+    fn source(&self, i: usize) -> (f32, f32) {
+        let (cy, cx) = self.centre;
+        let (dy, dx) = ((i / self.w) as f32 - cy, (i % self.w) as f32 - cx);
+        let [[a, b], [c, d]] = self.inverse;
+        (a * dy + b * dx + cy, c * dy + d * dx + cx)
+    }
+
+    /// Labels: the nearest source pixel, so no label value is invented.
+    fn nearest(&self, dst: &mut [u8], src: &[u8]) {
+        for (i, d) in dst.iter_mut().enumerate() {
+            let (y, x) = self.source(i);
+            *d = self.at(src, y.round(), x.round()).unwrap_or(0);
+        }
+    }
+
+    /// Image: bilinear interpolation between the four nearest source pixels.
+    fn bilinear(&self, dst: &mut [f32], src: &[f32]) {
+        for (i, d) in dst.iter_mut().enumerate() {
+            let (y, x) = self.source(i);
+            let (y0, x0) = (y.floor(), x.floor());
+            let (fy, fx) = (y - y0, x - x0);
+            let v = |dy: f32, dx: f32| self.at(src, y0 + dy, x0 + dx).unwrap_or(0.0);
+            *d = (1.0 - fy) * ((1.0 - fx) * v(0.0, 0.0) + fx * v(0.0, 1.0))
+                + fy * ((1.0 - fx) * v(1.0, 0.0) + fx * v(1.0, 1.0));
+        }
+    }
+
+    /// The source value at integral `(y, x)`, if inside the plane.
+    fn at<T: Copy>(&self, src: &[T], y: f32, x: f32) -> Option<T> {
+        let inside = (0.0..self.h as f32).contains(&y) && (0.0..self.w as f32).contains(&x);
+        inside.then(|| src[y as usize * self.w + x as usize])
     }
 }
 
@@ -134,6 +211,75 @@ mod tests {
         for it in 0..8 {
             assert_eq!(augment(&r, &a, 2, it, 1).image.len(), r.image.len());
         }
+    }
+
+    #[test]
+    fn a_quarter_turn_by_the_affine_map_is_the_quarter_turn_permutation() {
+        let s = sample(6, 6);
+        let turn = Affine::new(6, 6, 1.0, std::f32::consts::FRAC_PI_2);
+        let (mut image, mut labels) = (vec![0.0; 36], vec![0; 36]);
+        turn.bilinear(&mut image, &s.image[..36]);
+        turn.nearest(&mut labels, &s.labels);
+        let (mut want_image, mut want_labels) = (vec![0.0; 36], vec![0; 36]);
+        let quarter = |y: usize, x: usize| x * 6 + (5 - y);
+        remap(&mut want_image, &s.image[..36], 6, &quarter);
+        remap(&mut want_labels, &s.labels, 6, &quarter);
+        assert_eq!(labels, want_labels);
+        for (got, want) in image.iter().zip(&want_image) {
+            assert!((got - want).abs() < 1e-5, "{got} against {want}");
+        }
+        // The identity copies.
+        Affine::new(6, 6, 1.0, 0.0).bilinear(&mut image, &s.image[..36]);
+        assert_eq!(image, &s.image[..36]);
+    }
+
+    #[test]
+    fn a_zoom_grows_a_centred_square_and_fills_from_outside_with_background() {
+        // A 4×4 square of label 1 and image 1 in the middle of a 16×16 plane.
+        let inside = |i: usize| (6..10).contains(&(i / 16)) && (6..10).contains(&(i % 16));
+        let labels: Vec<u8> = (0..256).map(|i| u8::from(inside(i))).collect();
+        let image: Vec<f32> = labels.iter().map(|&l| f32::from(l)).collect();
+        let mut out = vec![9; 256];
+        Affine::new(16, 16, 2.0, 0.0).nearest(&mut out, &labels);
+        assert_eq!(out.iter().filter(|&&l| l == 1).count(), 64, "side 4 → 8");
+        let mut shrunk = vec![9; 256];
+        Affine::new(16, 16, 0.5, 0.0).nearest(&mut shrunk, &labels);
+        assert_eq!(shrunk[0], 0, "outside the source is background");
+        assert_eq!(shrunk.iter().filter(|&&l| l == 1).count(), 4, "side 4 → 2");
+        let mut zoomed = vec![9.0; 256];
+        Affine::new(16, 16, 0.5, 0.3).bilinear(&mut zoomed, &image);
+        assert!(zoomed.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert_eq!(zoomed[0], 0.0);
+    }
+
+    #[test]
+    fn zoom_and_rotation_are_seeded_and_move_image_and_labels_together() {
+        // Image channel 0 is the label value, so a pixel whose bilinear neighbours agree
+        // carries its label with it.
+        let labels: Vec<u8> = (0..256)
+            .map(|i| ((i / 16) / 6 + (i % 16) / 6) as u8 % 3)
+            .collect();
+        let s = Sample {
+            name: "s".into(),
+            channels: 1,
+            shape: [1, 16, 16],
+            image: labels.iter().map(|&l| f32::from(l) / 2.0).collect(),
+            labels,
+        };
+        let a = Augmentation::parse("scale=0.3,rotate=30").unwrap();
+        let t = augment(&s, &a, 4, 7, 1);
+        let again = augment(&s, &a, 4, 7, 1);
+        assert_eq!((&t.image, &t.labels), (&again.image, &again.labels));
+        assert_ne!(t.labels, s.labels);
+        let mut agreeing = 0;
+        for (v, l) in t.image.iter().zip(&t.labels) {
+            let level = (2.0 * v).round();
+            if (2.0 * v - level).abs() < 1e-5 {
+                assert_eq!(level, f32::from(*l));
+                agreeing += 1;
+            }
+        }
+        assert!(agreeing > 128, "{agreeing} pixels away from edges");
     }
 
     #[test]
