@@ -37,42 +37,26 @@ pub fn augment(s: &Sample, a: &Augmentation, seed: u64, iteration: usize, slot: 
             let x = if flip_w { w - 1 - x } else { x };
             y * w + x
         };
-        let plane = h * w;
-        for (dst, src) in out
-            .labels
-            .chunks_exact_mut(plane)
-            .zip(s.labels.chunks_exact(plane))
-        {
-            remap(dst, src, w, &source);
-        }
-        for (dst, src) in out
-            .image
-            .chunks_exact_mut(plane)
-            .zip(s.image.chunks_exact(plane))
-        {
-            remap(dst, src, w, &source);
-        }
+        each_plane(
+            &mut out,
+            s,
+            h * w,
+            |d, s| remap(d, s, w, &source),
+            |d, s| remap(d, s, w, &source),
+        );
     }
     if a.scale > 0.0 || a.rotate > 0.0 {
         let zoom = symmetric(&mut rng, a.scale).exp();
         let angle = symmetric(&mut rng, a.rotate).to_radians();
         let map = Affine::new(h, w, zoom, angle);
         let turned = out.clone();
-        let plane = h * w;
-        for (dst, src) in out
-            .labels
-            .chunks_exact_mut(plane)
-            .zip(turned.labels.chunks_exact(plane))
-        {
-            map.nearest(dst, src);
-        }
-        for (dst, src) in out
-            .image
-            .chunks_exact_mut(plane)
-            .zip(turned.image.chunks_exact(plane))
-        {
-            map.bilinear(dst, src);
-        }
+        each_plane(
+            &mut out,
+            &turned,
+            h * w,
+            |d, s| map.nearest(d, s),
+            |d, s| map.bilinear(d, s),
+        );
     }
     if a.brightness > 0.0 || a.contrast > 0.0 || a.gamma > 0.0 {
         let offset = symmetric(&mut rng, a.brightness);
@@ -91,6 +75,31 @@ fn symmetric(rng: &mut ChaCha8Rng, amplitude: f32) -> f32 {
         rng.random_range(-amplitude..=amplitude)
     } else {
         0.0
+    }
+}
+
+/// Applies a geometric transform plane by plane (every slice and channel alike): `labels` to
+/// each label plane of `src` into `out`, `image` to each image plane.
+fn each_plane(
+    out: &mut Sample,
+    src: &Sample,
+    plane: usize,
+    labels: impl Fn(&mut [u8], &[u8]),
+    image: impl Fn(&mut [f32], &[f32]),
+) {
+    for (d, s) in out
+        .labels
+        .chunks_exact_mut(plane)
+        .zip(src.labels.chunks_exact(plane))
+    {
+        labels(d, s);
+    }
+    for (d, s) in out
+        .image
+        .chunks_exact_mut(plane)
+        .zip(src.image.chunks_exact(plane))
+    {
+        image(d, s);
     }
 }
 
