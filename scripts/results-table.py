@@ -113,13 +113,45 @@ def pilot_curves(runs, pattern="pilot-*", column="val DSC_avg", value=lambda row
     return out
 
 
+def wbc_affine_rule(runs):
+    """pilot-wbc-affine's two choices: each arm's mean validation DSC_avg at 800-1,200 per
+    split, and the default arm's curve averaged over the splits (3-point running mean)."""
+    splits = ["s30-seed0", "s60-seed1"]
+    curves = {}
+    for split in splits:
+        for arm in ["default", "affine"]:
+            f = Path(runs) / f"pilot-wbc-{split}-{arm}" / "validation.csv"
+            if not f.is_file():
+                return
+            rows = csv.DictReader(f.read_text().splitlines())
+            curves[split, arm] = {int(r["iteration"]): float(r["val_dsc"]) for r in rows}
+    print("### pilot-wbc-affine: the rules\n")
+    print("| arm | " + " | ".join(f"mean at 800-1200, {s}" for s in splits) + " | average |")
+    print("|---|---|---|---|")
+    for arm in ["default", "affine"]:
+        means = [statistics.fmean(curves[s, arm].get(i, float("nan")) for i in range(800, 1201, 100))
+                 for s in splits]
+        print(f"| {arm} | " + " | ".join(f"{m:.4f}" for m in means) + f" | {statistics.fmean(means):.4f} |")
+    common = sorted(set.intersection(*(set(curves[s, "default"]) for s in splits)))
+    both = {i: statistics.fmean(curves[s, "default"][i] for s in splits) for i in common}
+    smooth = {i: statistics.fmean(both[j] for j in (i - 100, i, i + 100))
+              for i in common if i - 100 in both and i + 100 in both}
+    top = f"{max(smooth.values()):.4f}"
+    at = [str(i) for i, v in smooth.items() if f"{v:.4f}" == top]
+    print("\ndefault arm, both splits, 3-point mean: "
+          + ", ".join(f"{i}: {v:.4f}" for i, v in smooth.items() if i % 200 == 0)
+          + f"; maximum {top} at {', '.join(at)}\n")
+
+
 def main():
     runs = sys.argv[1] if len(sys.argv) > 1 else "runs"
     rows = load(runs)
-    pilots = pilot_curves(runs)
-    if pilots:
-        print("### Validation pilots\n")
-        print("\n".join(pilots) + "\n")
+    for task, pattern in [("WBC", "pilot-wbc-*"), ("Drishti-GS1", "pilot-drishti-*")]:
+        pilots = pilot_curves(runs, pattern)
+        if pilots:
+            print(f"### {task} pilots: DSC_avg of the held-out images\n")
+            print("\n".join(pilots) + "\n")
+    wbc_affine_rule(runs)
     acdc_pilots = pilot_curves(runs, "pilot-acdc-*", "val foreground DSC", mean_foreground)
     if acdc_pilots:
         print("### ACDC pilots: mean foreground DSC of the held-out volumes\n")

@@ -38,6 +38,8 @@ pub fn run(
     if t.width == 0 {
         anyhow::bail!("--unet-width must be at least 1");
     }
+    // Created before training, so a folder that cannot be made fails now, not after the run.
+    msnet::fsutil::create_dir_all(t.out)?;
     let classes = ds.class_names.len();
     let device = device::device().autodiff();
     let net = UNet::new(ds.channels, classes, t.width, options.seed, &device);

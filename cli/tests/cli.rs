@@ -220,7 +220,7 @@ fn resumed_runs_equal_uninterrupted_runs_bit_for_bit() {
 }
 
 #[test]
-fn baseline_with_validation_writes_its_report_and_log() {
+fn baseline_writes_its_report_with_or_without_validation() {
     let dir = scratch("baseline");
     let data = dir.join("data");
     write_folder_dataset(&data, 8);
@@ -267,6 +267,17 @@ fn baseline_with_validation_writes_its_report_and_log() {
     let o = msnet(&args("5"));
     assert!(!o.status.success());
     assert!(text(&o).contains("--val-count 5"), "{}", text(&o));
+
+    // Without validation nothing else creates the output folder before the report.
+    let plain = dir.join("unet-plain");
+    let o = msnet(&folder_training(
+        data_s,
+        "5",
+        plain.to_str().unwrap(),
+        &["--arch", "unet", "--unet-width", "4"],
+    ));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(plain.join("baseline.json").is_file());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
