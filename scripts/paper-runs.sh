@@ -216,8 +216,9 @@ group() {
         done ;;
     unet)
         # The U-Net baseline under MSNet's WBC protocol (iterations, augmentation, schedule). It
-        # trains on burn only, at 2-3 images/s on one core here against 16 for MSNet on the
-        # native engine (an hour a run): UNET_SIZES picks the S to run (default all three).
+        # trains on burn only, at 1.4-2.9 images/s on one core here (it varies with the seed)
+        # against 16 for MSNet on the native engine, 45-95 minutes a run: UNET_SIZES picks the
+        # S to run (default all three).
         for s in ${UNET_SIZES:-10 30 60}; do for seed in 0 1 2; do
             job "unet-wbc-s$s-seed$seed" baseline.json --arch unet --dataset wbc --train-size "$s" \
                 --seed "$seed" --iterations "$WBC_ITERATIONS" --augment "$WBC_AUGMENT"
