@@ -93,14 +93,21 @@ def mean_foreground(row):
     return statistics.fmean(classes)
 
 
+def validation_curve(run_dir, value=lambda row: float(row["val_dsc"])):
+    """{iteration: value(row)} of RUN_DIR/validation.csv; None if the run has none."""
+    f = Path(run_dir) / "validation.csv"
+    if not f.is_file():
+        return None
+    return {int(r["iteration"]): value(r) for r in csv.DictReader(f.read_text().splitlines())}
+
+
 def pilot_curves(runs, pattern="pilot-*", column="val DSC_avg", value=lambda row: float(row["val_dsc"])):
     """`value` of each pilot run's validation rows (RUNS/PATTERN/validation.csv), a column per run."""
     curves = {}
     for d in sorted(Path(runs).glob(pattern)):
-        f = d / "validation.csv"
-        if f.is_file():
-            rows = csv.DictReader(f.read_text().splitlines())
-            curves[d.name] = {int(r["iteration"]): value(r) for r in rows}
+        c = validation_curve(d, value)
+        if c is not None:
+            curves[d.name] = c
     if not curves:
         return []
     names = list(curves)
@@ -120,11 +127,10 @@ def wbc_affine_rule(runs):
     curves = {}
     for split in splits:
         for arm in ["default", "affine"]:
-            f = Path(runs) / f"pilot-wbc-{split}-{arm}" / "validation.csv"
-            if not f.is_file():
+            curve = validation_curve(Path(runs) / f"pilot-wbc-{split}-{arm}")
+            if curve is None:
                 return
-            rows = csv.DictReader(f.read_text().splitlines())
-            curves[split, arm] = {int(r["iteration"]): float(r["val_dsc"]) for r in rows}
+            curves[split, arm] = curve
     print("### pilot-wbc-affine: the rules\n")
     print("| arm | " + " | ".join(f"mean at 800-1200, {s}" for s in splits) + " | average |")
     print("|---|---|---|---|")
