@@ -135,7 +135,8 @@ pub struct TrainArgs {
     /// of flip (H and W, each with probability 1/2), rot90 (in-plane quarter turns; half turns
     /// when H != W), brightness=A (offset ±A), contrast=A (scale 1±A around 0.5), gamma=A
     /// (power exp(±A)), scale=A (in-plane zoom by exp(±A)), rotate=D (in-plane rotation by
-    /// ±D degrees). Off unless validation shows it helps.
+    /// ±D degrees), saturation=A (colour away from grey by exp(±A)), hue=D (colour rotated
+    /// about the grey axis by ±D degrees; RGB only). Off unless validation shows it helps.
     #[arg(long, default_value = "none", value_parser = parse_augmentation)]
     augment: Augmentation,
     #[command(flatten)]

@@ -336,6 +336,15 @@ pub struct Augmentation {
     /// `scale`); applied after the flips and quarter turns.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rotate: f32,
+    /// Scale each pixel's colour away from or towards its grey (the channels' mean) by
+    /// `exp(u)`, `u` uniform in `±saturation`: stains differ from slide to slide in strength.
+    /// No effect on one-channel images.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub saturation: f32,
+    /// Rotate each pixel's colour about the grey axis by an angle uniform in `±hue` degrees:
+    /// stains differ in hue (purple, blue, pink). Three-channel images only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hue: f32,
 }
 
 fn is_zero(v: &f32) -> bool {
@@ -352,6 +361,8 @@ impl Augmentation {
         gamma: 0.1,
         scale: 0.0,
         rotate: 0.0,
+        saturation: 0.0,
+        hue: 0.0,
     };
 
     pub fn is_off(&self) -> bool {
@@ -359,8 +370,8 @@ impl Augmentation {
     }
 
     /// Parses `none`, `default`, or a comma list of `flip`, `rot90`, `brightness=A`,
-    /// `contrast=A`, `gamma=A`, `scale=A` (amplitudes in `[0, 1]`) and `rotate=D` (degrees in
-    /// `[0, 180]`).
+    /// `contrast=A`, `gamma=A`, `scale=A`, `saturation=A` (amplitudes in `[0, 1]`), `rotate=D`
+    /// and `hue=D` (degrees in `[0, 180]`).
     pub fn parse(text: &str) -> Result<Self, String> {
         match text.trim() {
             "none" | "" => return Ok(Self::default()),
@@ -372,7 +383,7 @@ impl Augmentation {
             let (name, value) = match item.split_once('=') {
                 Some((n, v)) => {
                     let (most, what) = match n {
-                        "rotate" => (180.0, "the angle must be in [0, 180] degrees"),
+                        "rotate" | "hue" => (180.0, "the angle must be in [0, 180] degrees"),
                         _ => (1.0, "the amplitude must be in [0, 1]"),
                     };
                     let v: f32 = v
@@ -392,9 +403,11 @@ impl Augmentation {
                 ("gamma", Some(v)) => a.gamma = v,
                 ("scale", Some(v)) => a.scale = v,
                 ("rotate", Some(v)) => a.rotate = v,
+                ("saturation", Some(v)) => a.saturation = v,
+                ("hue", Some(v)) => a.hue = v,
                 _ => {
                     return Err(format!(
-                        "unknown augmentation `{item}`: use none, default, or a comma list of flip, rot90, brightness=A, contrast=A, gamma=A, scale=A, rotate=DEGREES"
+                        "unknown augmentation `{item}`: use none, default, or a comma list of flip, rot90, brightness=A, contrast=A, gamma=A, scale=A, rotate=DEGREES, saturation=A, hue=DEGREES"
                     ));
                 }
             }
@@ -613,6 +626,13 @@ mod augmentation_tests {
         assert!(a.flip && !a.rot90 && a.gamma == 0.2 && a.brightness == 0.0);
         let a = Augmentation::parse("scale=0.2,rotate=15").unwrap();
         assert!(a.scale == 0.2 && a.rotate == 15.0 && !a.flip);
+        let a = Augmentation::parse("saturation=0.3,hue=20").unwrap();
+        assert!(a.saturation == 0.3 && a.hue == 20.0 && a.scale == 0.0);
+        assert!(
+            Augmentation::parse("hue=181")
+                .unwrap_err()
+                .contains("[0, 180]")
+        );
         assert!(
             Augmentation::parse("rotate=200")
                 .unwrap_err()

@@ -66,7 +66,46 @@ pub fn augment(s: &Sample, a: &Augmentation, seed: u64, iteration: usize, slot: 
             *v = (((*v - 0.5) * scale + 0.5 + offset).clamp(0.0, 1.0)).powf(power);
         }
     }
+    if a.saturation > 0.0 || a.hue > 0.0 {
+        // Drawn after the transforms above, so adding colour leaves their draws unchanged.
+        let saturation = symmetric(&mut rng, a.saturation).exp();
+        let hue = symmetric(&mut rng, a.hue).to_radians();
+        recolour(&mut out, saturation, hue);
+    }
     out
+}
+
+/// Scales each pixel's chroma (its channels minus their mean) by `saturation` and, for three
+/// channels, turns it by `hue` radians about the grey axis; the result is clamped to `[0, 1]`.
+fn recolour(s: &mut Sample, saturation: f32, hue: f32) {
+    let channels = s.channels;
+    if channels < 2 {
+        return;
+    }
+    let plane = s.image.len() / channels;
+    // Rodrigues' rotation about k = (1, 1, 1)/√3 of a chroma c ⟂ k: cos·c + sin·(k × c).
+    let (sin, cos) = if channels == 3 {
+        hue.sin_cos()
+    } else {
+        (0.0, 1.0)
+    };
+    let (sin, cos) = (saturation * sin / 3f32.sqrt(), saturation * cos);
+    let mut pixel = vec![0.0f32; channels];
+    for i in 0..plane {
+        for (c, p) in pixel.iter_mut().enumerate() {
+            *p = s.image[c * plane + i];
+        }
+        let grey = pixel.iter().sum::<f32>() / channels as f32;
+        for (c, p) in pixel.iter().enumerate() {
+            let turn = match (channels, c) {
+                (3, 0) => pixel[2] - pixel[1],
+                (3, 1) => pixel[0] - pixel[2],
+                (3, _) => pixel[1] - pixel[0],
+                _ => 0.0,
+            };
+            s.image[c * plane + i] = (grey + cos * (p - grey) + sin * turn).clamp(0.0, 1.0);
+        }
+    }
 }
 
 /// Uniform in `±amplitude`; 0, without a draw, when the amplitude is 0.
@@ -289,6 +328,84 @@ mod tests {
             }
         }
         assert!(agreeing > 128, "{agreeing} pixels away from edges");
+    }
+
+    /// One pixel per channel plane: (r, g, b).
+    fn pixel(rgb: [f32; 3]) -> Sample {
+        Sample {
+            name: "p".into(),
+            channels: 3,
+            shape: [1, 1, 1],
+            image: rgb.to_vec(),
+            labels: vec![1],
+        }
+    }
+
+    #[test]
+    fn recolouring_keeps_grey_scales_chroma_and_turns_it_about_the_grey_axis() {
+        let mut grey = pixel([0.4, 0.4, 0.4]);
+        recolour(&mut grey, 1.5, 1.0);
+        assert!(
+            grey.image.iter().all(|v| (v - 0.4).abs() < 1e-6),
+            "grey stays"
+        );
+        let mut s = pixel([0.6, 0.5, 0.4]);
+        recolour(&mut s, 0.5, 0.0);
+        for (got, want) in s.image.iter().zip([0.55, 0.5, 0.45]) {
+            assert!(
+                (got - want).abs() < 1e-6,
+                "half the chroma: {got} against {want}"
+            );
+        }
+        // A third of a turn maps r → g → b → r.
+        let mut s = pixel([0.6, 0.5, 0.4]);
+        recolour(&mut s, 1.0, 2.0 * std::f32::consts::PI / 3.0);
+        for (got, want) in s.image.iter().zip([0.4, 0.6, 0.5]) {
+            assert!((got - want).abs() < 1e-6, "turned: {got} against {want}");
+        }
+        let mut strong = pixel([0.9, 0.1, 0.5]);
+        recolour(&mut strong, 2.0, 0.3);
+        assert!(strong.image.iter().all(|v| (0.0..=1.0).contains(v)));
+        let mut one = Sample {
+            channels: 1,
+            ..pixel([0.3, 0.0, 0.0])
+        };
+        one.image.truncate(1);
+        recolour(&mut one, 2.0, 1.0);
+        assert_eq!(one.image, [0.3], "one channel has no colour");
+        // Two channels: saturation only, the hue has no axis to turn about.
+        let mut two = Sample {
+            channels: 2,
+            ..pixel([0.6, 0.4, 0.0])
+        };
+        two.image.truncate(2);
+        recolour(&mut two, 0.5, 1.0);
+        assert!((two.image[0] - 0.55).abs() < 1e-6 && (two.image[1] - 0.45).abs() < 1e-6);
+    }
+
+    #[test]
+    fn colour_draws_come_after_the_others_and_leave_labels() {
+        let mut s = sample(4, 4);
+        s.channels = 3;
+        s.shape = [1, 4, 4];
+        s.image = (0..48).map(|i| (i % 7) as f32 / 7.0).collect();
+        let colour = Augmentation {
+            saturation: 0.4,
+            hue: 30.0,
+            ..Augmentation::DEFAULT
+        };
+        let plain = augment(&s, &Augmentation::DEFAULT, 5, 3, 1);
+        let t = augment(&s, &colour, 5, 3, 1);
+        assert_eq!(t.labels, plain.labels, "the same geometric draws");
+        assert_ne!(t.image, plain.image);
+        // Each pixel's grey is what the default augmentation gave it, unless clamped.
+        for i in 0..16 {
+            let grey = |x: &Sample| (0..3).map(|c| x.image[c * 16 + i]).sum::<f32>() / 3.0;
+            let clamped = (0..3).any(|c| [0.0, 1.0].contains(&t.image[c * 16 + i]));
+            if !clamped {
+                assert!((grey(&t) - grey(&plain)).abs() < 1e-5);
+            }
+        }
     }
 
     #[test]
