@@ -2,8 +2,9 @@
 # The trained-model experiments behind docs/results.md: one `msnet train` + `msnet eval` per run.
 #
 #   scripts/paper-runs.sh [GROUP...]     groups: pilot-wbc pilot-wbc-affine pilot-wbc-colour
-#                                        pilot-drishti pilot-acdc pilot-acdc-schedule pilot-acdc-lr
-#                                        pilot-acdc-augment wbc ablation unet drishti locator acdc
+#                                        pilot-wbc-optimiser pilot-drishti pilot-acdc
+#                                        pilot-acdc-schedule pilot-acdc-lr pilot-acdc-augment wbc
+#                                        ablation unet drishti locator acdc
 #                                        (default: wbc ablation drishti locator acdc)
 #
 # Every run is resumable: a run whose test metrics exist is skipped, and one with a checkpoint
@@ -219,9 +220,25 @@ group() {
                 --val-count "$val" --val-every 100 --seed "$seed" --iterations "$WBC_ITERATIONS" \
                 --checkpoint-every 100 --augment "$WBC_COLOUR"
         done ;;
+    pilot-wbc-optimiser)
+        # The learning rate and the batch size at the chosen 2,000 iterations: half the paper's
+        # learning rate, and twice its batch (each iteration then sees 8 images). The same two
+        # splits, default arm and rule as pilot-wbc-colour.
+        for split in 30:0:6 60:1:12; do
+            IFS=: read -r s seed val <<< "$split"
+            for arm in "lr5e-4:--lr 5e-4" "batch8:--batch-size 8"; do
+                job "pilot-wbc-s$s-seed$seed-${arm%%:*}" validation.csv --dataset wbc \
+                    --train-size "$s" --val-count "$val" --val-every 100 --seed "$seed" \
+                    --iterations "$WBC_ITERATIONS" --checkpoint-every 100 --augment "$WBC_AUGMENT" \
+                    ${arm#*:}
+            done
+        done ;;
     wbc)
+        # Runs with the stain jitter are named wbc-colour-*, so they sit beside the others.
+        tag=""
+        [[ "$WBC_AUGMENT" == "$WBC_COLOUR" ]] && tag="-colour"
         for s in 10 30 60; do for seed in 0 1 2; do
-            job "wbc-s$s-seed$seed" test-metrics.json --dataset wbc --train-size "$s" --seed "$seed" \
+            job "wbc$tag-s$s-seed$seed" test-metrics.json --dataset wbc --train-size "$s" --seed "$seed" \
                 --iterations "$WBC_ITERATIONS" --augment "$WBC_AUGMENT"
         done; done ;;
     ablation)
@@ -265,7 +282,7 @@ group() {
                 --scalars 1 1 "$ACDC_EPS" 0.5 --augment "$ACDC_AUGMENT" --lr "$ACDC_LR"
         done ;;
     *)
-        echo "paper-runs: unknown group '$1' (pilot-wbc pilot-wbc-affine pilot-wbc-colour pilot-drishti pilot-acdc pilot-acdc-schedule pilot-acdc-lr pilot-acdc-augment wbc ablation unet drishti locator acdc)" >&2
+        echo "paper-runs: unknown group '$1' (pilot-wbc pilot-wbc-affine pilot-wbc-colour pilot-wbc-optimiser pilot-drishti pilot-acdc pilot-acdc-schedule pilot-acdc-lr pilot-acdc-augment wbc ablation unet drishti locator acdc)" >&2
         exit 2 ;;
     esac
 }

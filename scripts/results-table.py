@@ -120,31 +120,42 @@ def pilot_curves(runs, pattern="pilot-*", column="val DSC_avg", value=lambda row
     return out
 
 
-def wbc_affine_rule(runs):
-    """pilot-wbc-affine's two choices: each arm's mean validation DSC_avg at 800-1,200 per
-    split, and the default arm's curve averaged over the splits (3-point running mean)."""
-    splits = ["s30-seed0", "s60-seed1"]
+WBC_PILOT_SPLITS = ["s30-seed0", "s60-seed1"]
+
+
+def wbc_arm_rule(runs, pilot, arms, first, last):
+    """A WBC pilot's rule: each arm's mean validation DSC_avg at iterations FIRST-LAST on each
+    of the two pilot splits, and their average. Returns {(split, arm): curve}, or None while a
+    run has no validation yet."""
     curves = {}
-    for split in splits:
-        for arm in ["default", "affine"]:
+    for split in WBC_PILOT_SPLITS:
+        for arm in arms:
             curve = validation_curve(Path(runs) / f"pilot-wbc-{split}-{arm}")
             if curve is None:
-                return
+                return None
             curves[split, arm] = curve
-    print("### pilot-wbc-affine: the rules\n")
-    print("| arm | " + " | ".join(f"mean at 800-1200, {s}" for s in splits) + " | average |")
+    print(f"### {pilot}: the rule\n")
+    print("| arm | " + " | ".join(f"mean at {first}-{last}, {s}" for s in WBC_PILOT_SPLITS)
+          + " | average |")
     print("|---|---|---|---|")
-    for arm in ["default", "affine"]:
-        means = [statistics.fmean(curves[s, arm].get(i, float("nan")) for i in range(800, 1201, 100))
-                 for s in splits]
+    for arm in arms:
+        means = [statistics.fmean(curves[s, arm].get(i, float("nan")) for i in range(first, last + 1, 100))
+                 for s in WBC_PILOT_SPLITS]
         print(f"| {arm} | " + " | ".join(f"{m:.4f}" for m in means) + f" | {statistics.fmean(means):.4f} |")
-    common = sorted(set.intersection(*(set(curves[s, "default"]) for s in splits)))
-    both = {i: statistics.fmean(curves[s, "default"][i] for s in splits) for i in common}
+    print()
+    return curves
+
+
+def wbc_schedule_rule(curves):
+    """pilot-wbc-affine's schedule: the default arm's curve averaged over the splits (3-point
+    running mean), and where it peaks."""
+    common = sorted(set.intersection(*(set(curves[s, "default"]) for s in WBC_PILOT_SPLITS)))
+    both = {i: statistics.fmean(curves[s, "default"][i] for s in WBC_PILOT_SPLITS) for i in common}
     smooth = {i: statistics.fmean(both[j] for j in (i - 100, i, i + 100))
               for i in common if i - 100 in both and i + 100 in both}
     top = f"{max(smooth.values()):.4f}"
     at = [str(i) for i, v in smooth.items() if f"{v:.4f}" == top]
-    print("\ndefault arm, both splits, 3-point mean: "
+    print("default arm, both splits, 3-point mean: "
           + ", ".join(f"{i}: {v:.4f}" for i, v in smooth.items() if i % 200 == 0)
           + f"; maximum {top} at {', '.join(at)}\n")
 
@@ -157,7 +168,11 @@ def main():
         if pilots:
             print(f"### {task} pilots: DSC_avg of the held-out images\n")
             print("\n".join(pilots) + "\n")
-    wbc_affine_rule(runs)
+    affine = wbc_arm_rule(runs, "pilot-wbc-affine", ["default", "affine"], 800, 1200)
+    if affine:
+        wbc_schedule_rule(affine)
+    wbc_arm_rule(runs, "pilot-wbc-colour", ["default", "colour"], 1600, 2000)
+    wbc_arm_rule(runs, "pilot-wbc-optimiser", ["default", "lr5e-4", "batch8"], 1600, 2000)
     acdc_pilots = pilot_curves(runs, "pilot-acdc-*", "val foreground DSC", mean_foreground)
     if acdc_pilots:
         print("### ACDC pilots: mean foreground DSC of the held-out volumes\n")
@@ -182,6 +197,8 @@ def main():
         ("### WBC Dataset 1: MSNet", "", "wbc", wbc, None),
         ("The same runs continued to 400 iterations (`longer`; the training time counts all 400):",
          "", "wbc-400it", wbc, None),
+        ("The same with the stain jitter (pilot-wbc-colour's arm, runs `wbc-colour-*`):",
+         "", "wbc-colour", wbc, None),
         ("### WBC Dataset 1: U-Net baseline (same trainer, split, loss and schedule)",
          unet_note, "unet-wbc", lambda s: f"{PAPER_WBC[s][1]:.4f}", None),
         ("### WBC Dataset 1, S = 10: a single grid (H = 1) against the V-cycle (H = 5)",
