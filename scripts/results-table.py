@@ -195,10 +195,10 @@ def main():
     # finished runs are left out.
     sections = [
         ("### WBC Dataset 1: MSNet", "", "wbc", wbc, None),
+        ("The same at lr 5e-4 (chosen by pilot-wbc-optimiser; runs `wbc-lr5e-4-*`):", "",
+         "wbc-lr5e-4", wbc, None),
         ("The same runs continued to 400 iterations (`longer`; the training time counts all 400):",
          "", "wbc-400it", wbc, None),
-        ("The same with the stain jitter (pilot-wbc-colour's arm, runs `wbc-colour-*`):",
-         "", "wbc-colour", wbc, None),
         ("### WBC Dataset 1: U-Net baseline (same trainer, split, loss and schedule)",
          unet_note, "unet-wbc", lambda s: f"{PAPER_WBC[s][1]:.4f}", None),
         ("### WBC Dataset 1, S = 10: a single grid (H = 1) against the V-cycle (H = 5)",
