@@ -123,24 +123,24 @@ def pilot_curves(runs, pattern="pilot-*", column="val DSC_avg", value=lambda row
 WBC_PILOT_SPLITS = ["s30-seed0", "s60-seed1"]
 
 
-def wbc_arm_rule(runs, pilot, arms, first, last):
-    """A WBC pilot's rule: each arm's mean validation DSC_avg at iterations FIRST-LAST on each
-    of the two pilot splits, and their average. Returns {(split, arm): curve}, or None while a
-    run has no validation yet."""
+def arm_rule(runs, pilot, task, splits, arms, first, last, column="val_dsc"):
+    """A pilot's rule: each arm's mean validation COLUMN at iterations FIRST-LAST on each
+    split (runs RUNS/pilot-TASK-SPLIT-ARM), and their average. Returns {(split, arm): curve},
+    or None while a run has no validation yet."""
     curves = {}
-    for split in WBC_PILOT_SPLITS:
+    for split in splits:
         for arm in arms:
-            curve = validation_curve(Path(runs) / f"pilot-wbc-{split}-{arm}")
+            curve = validation_curve(Path(runs) / f"pilot-{task}-{split}-{arm}",
+                                     lambda row: float(row[column]))
             if curve is None:
                 return None
             curves[split, arm] = curve
-    print(f"### {pilot}: the rule\n")
-    print("| arm | " + " | ".join(f"mean at {first}-{last}, {s}" for s in WBC_PILOT_SPLITS)
-          + " | average |")
-    print("|---|---|---|---|")
+    print(f"### {pilot}: the rule ({column})\n")
+    print("| arm | " + " | ".join(f"mean at {first}-{last}, {s}" for s in splits) + " | average |")
+    print("|---|" + "---|" * (len(splits) + 1))
     for arm in arms:
         means = [statistics.fmean(curves[s, arm].get(i, float("nan")) for i in range(first, last + 1, 100))
-                 for s in WBC_PILOT_SPLITS]
+                 for s in splits]
         print(f"| {arm} | " + " | ".join(f"{m:.4f}" for m in means) + f" | {statistics.fmean(means):.4f} |")
     print()
     return curves
@@ -168,11 +168,14 @@ def main():
         if pilots:
             print(f"### {task} pilots: DSC_avg of the held-out images\n")
             print("\n".join(pilots) + "\n")
-    affine = wbc_arm_rule(runs, "pilot-wbc-affine", ["default", "affine"], 800, 1200)
+    affine = arm_rule(runs, "pilot-wbc-affine", "wbc", WBC_PILOT_SPLITS, ["default", "affine"], 800, 1200)
     if affine:
         wbc_schedule_rule(affine)
-    wbc_arm_rule(runs, "pilot-wbc-colour", ["default", "colour"], 1600, 2000)
-    wbc_arm_rule(runs, "pilot-wbc-optimiser", ["default", "lr5e-4", "batch8"], 1600, 2000)
+    arm_rule(runs, "pilot-wbc-colour", "wbc", WBC_PILOT_SPLITS, ["default", "colour"], 1600, 2000)
+    arm_rule(runs, "pilot-wbc-optimiser", "wbc", WBC_PILOT_SPLITS, ["default", "lr5e-4", "batch8"],
+             1600, 2000)
+    arm_rule(runs, "pilot-drishti-upright", "drishti", ["s50"],
+             ["default", "upright", "default-eps16", "upright-eps16"], 1100, 1500, "dsc_cup")
     acdc_pilots = pilot_curves(runs, "pilot-acdc-*", "val foreground DSC", mean_foreground)
     if acdc_pilots:
         print("### ACDC pilots: mean foreground DSC of the held-out volumes\n")
@@ -206,6 +209,8 @@ def main():
         ("### Drishti-GS1 optic disc and cup (51 official test images)", "", "drishti", refuge,
          fundus),
         ("The same at half the learning rate (5e-4):", "", "drishti-lr0.0005", refuge, fundus),
+        ("Without quarter turns, at ε = 16 (chosen by pilot-drishti-upright; runs "
+         "`drishti-upright-*`):", "", "drishti-upright", refuge, fundus),
         ("### ACDC 3D (4 classes, 20 test volumes of 10 patients)", "", "acdc", mri, None),
         ("The same at half the learning rate (5e-4):", "", "acdc-lr0.0005", mri, None),
         ("The same with augmentation (`ACDC_AUGMENT`):", "", "acdc-aug", mri, None),
