@@ -160,6 +160,22 @@ def wbc_schedule_rule(curves):
           + f"; maximum {top} at {', '.join(at)}\n")
 
 
+def schedule_rule(runs, pilot, run, candidates, column):
+    """A schedule pilot's rule: each candidate schedule N scored by the mean validation COLUMN
+    of RUNS/RUN's last five points up to N (N-400 to N); the highest is taken."""
+    curve = validation_curve(Path(runs) / run, lambda row: float(row[column]))
+    if curve is None:
+        return
+    print(f"### {pilot}: the rule ({column})\n")
+    print("| iterations | mean of the last five points |")
+    print("|---|---|")
+    for n in candidates:
+        points = [curve.get(i) for i in range(n - 400, n + 1, 100)]
+        mean = "—" if None in points else f"{statistics.fmean(points):.4f}"
+        print(f"| {n} | {mean} |")
+    print()
+
+
 def main():
     runs = sys.argv[1] if len(sys.argv) > 1 else "runs"
     rows = load(runs)
@@ -176,6 +192,8 @@ def main():
              1600, 2000)
     arm_rule(runs, "pilot-drishti-upright", "drishti", ["s50"],
              ["default", "upright", "default-eps16", "upright-eps16"], 1100, 1500, "dsc_cup")
+    schedule_rule(runs, "pilot-drishti-schedule", "pilot-drishti-s50-upright-eps16-long",
+                  [1500, 2000, 2500, 3000], "dsc_cup")
     acdc_pilots = pilot_curves(runs, "pilot-acdc-*", "val foreground DSC", mean_foreground)
     if acdc_pilots:
         print("### ACDC pilots: mean foreground DSC of the held-out volumes\n")
