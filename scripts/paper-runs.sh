@@ -107,7 +107,9 @@ job() {
     fi
     local resume=""
     # A crash mid-swap can leave only checkpoint.new/ or checkpoint.old/; --resume finds them.
-    [[ -d "$out/checkpoint" || -d "$out/checkpoint.new" || -d "$out/checkpoint.old" ]] && resume="--resume"
+    # The U-Net baseline keeps its checkpoint in one file.
+    [[ -d "$out/checkpoint" || -d "$out/checkpoint.new" || -d "$out/checkpoint.old" ||
+        -f "$out/baseline-checkpoint.bin" ]] && resume="--resume"
     local cmd="RAYON_NUM_THREADS=$THREADS '$MSNET' train --threads $THREADS $* --out '$out' $resume >> '$RUNS/$name.log' 2>&1"
     if [[ "$result" == test-metrics.json ]]; then
         cmd+=" && '$MSNET' eval --model '$out' --json > '$out/$result.tmp' && mv '$out/$result.tmp' '$out/$result'"
@@ -297,8 +299,10 @@ group() {
         # The U-Net baseline under MSNet's WBC protocol (iterations, augmentation, schedule). It
         # trains on burn only, at 1.4-2.9 images/s on one core here (it varies with the seed)
         # against 16 for MSNet on the native engine, 45-95 minutes a run: UNET_SIZES picks the
-        # S to run (default all three). It keeps the paper's lr 1e-3: its runs came before
-        # pilot-wbc-optimiser, which found 1e-3 and 5e-4 within 0.0004 for MSNet.
+        # S to run (default all three), and a stopped run continues from its checkpoint. It
+        # keeps the paper's lr 1e-3, as models/wbc and the lr 1e-3 MSNet table do. Runs before
+        # 2026-12-06 ignored --augment (the baseline had its own batch code): they are kept as
+        # unet-noaug-wbc-*.
         for s in ${UNET_SIZES:-10 30 60}; do for seed in 0 1 2; do
             job "unet-wbc-s$s-seed$seed" baseline.json --arch unet --dataset wbc --train-size "$s" \
                 --seed "$seed" --iterations "$WBC_ITERATIONS" --augment "$WBC_AUGMENT" --lr 1e-3

@@ -210,7 +210,7 @@ def main():
     wbc = lambda s: f"{PAPER_WBC[s][0]:.4f}"
     refuge = lambda s: f"{PAPER_REFUGE[s]:.4f} (REFUGE)"
     mri = lambda s: f"{PAPER_MRI[s]:.4f} (thigh MRI)"
-    params = {r[3]["network"]["parameters"] for r in rows if r[0] == "unet-wbc"}
+    params = {r[3]["network"]["parameters"] for r in rows if r[0] in ("unet-wbc", "unet-noaug-wbc")}
     unet_note = f"Parameters: {', '.join(str(p) for p in sorted(params))} (the paper's U-Net: 31M).\n\n"
     # (title, note above the table, group, paper column, extra columns); groups without
     # finished runs are left out.
@@ -222,6 +222,9 @@ def main():
          "", "wbc-400it", wbc, None),
         ("### WBC Dataset 1: U-Net baseline (same trainer, split, loss and schedule)",
          unet_note, "unet-wbc", lambda s: f"{PAPER_WBC[s][1]:.4f}", None),
+        ("The U-Net runs of 2026-12-06 before the baseline honoured `--augment` (trained without "
+         "augmentation; runs `unet-noaug-wbc-*`):", "", "unet-noaug-wbc",
+         lambda s: f"{PAPER_WBC[s][1]:.4f}", None),
         ("### WBC Dataset 1, S = 10: a single grid (H = 1) against the V-cycle (H = 5)",
          "", "wbc-h1", None, None),
         ("### Drishti-GS1 optic disc and cup (51 official test images)", "", "drishti", refuge,

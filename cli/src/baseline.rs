@@ -1,17 +1,19 @@
 //! `msnet train --arch unet`: the U-Net baseline, trained by MSNet's loop on the same split,
 //! then scored on the test set exactly as `msnet eval` scores MSNet. It writes
 //! `OUT/baseline.json` (setup, parameter count, training time, test metrics) and no model: the
-//! baseline exists to be compared against, never to be exported.
+//! baseline exists to be compared against, never to be exported. Its checkpoint
+//! (`OUT/baseline-checkpoint.bin`) lets a stopped run continue with `--resume`.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use msnet::config::Arch;
 use msnet_datasets::{Dataset, DatasetKind};
 use msnet_trainer::baseline::UNet;
+use msnet_trainer::baseline_checkpoint::{self, BaselineSetup};
 use msnet_trainer::{BaselineRun, baseline_labels, device};
-use msnet_training::{Outcome, TrainOptions, Validation};
+use msnet_training::{Outcome, TrainError, TrainOptions, Validation};
 use serde_json::json;
 
 use crate::eval::{self, TestSetup};
@@ -24,6 +26,10 @@ pub struct Target<'a> {
     pub width: usize,
     pub kind: DatasetKind,
     pub root: &'a Path,
+    /// Continue from the checkpoint in `out`.
+    pub resume: bool,
+    /// Delete a checkpoint in `out` and start afresh.
+    pub force: bool,
 }
 
 pub fn run(
@@ -38,6 +44,19 @@ pub fn run(
     if t.width == 0 {
         anyhow::bail!("--unet-width must be at least 1");
     }
+    let checkpoint = baseline_checkpoint::path(t.out);
+    if checkpoint.exists() && !t.resume {
+        if !t.force {
+            return Err(TrainError::OutputInUse {
+                out: t.out.to_path_buf(),
+                found: checkpoint,
+            }
+            .into());
+        }
+        std::fs::remove_file(&checkpoint)
+            .with_context(|| format!("cannot remove {}", checkpoint.display()))?;
+        eprintln!("--force: deleted {}", checkpoint.display());
+    }
     // Created before training, so a folder that cannot be made fails now, not after the run.
     msnet::fsutil::create_dir_all(t.out)?;
     let classes = ds.class_names.len();
@@ -51,7 +70,7 @@ pub fn run(
         options.iterations,
         options.batch_size
     );
-    let stop = stop_on_ctrl_c("stopping; the baseline keeps no checkpoint")?;
+    let stop = stop_on_ctrl_c("finishing this iteration and writing a checkpoint")?;
     let mut progress = Progress::new(options.iterations);
     let report = msnet_trainer::train_baseline(
         net,
@@ -61,6 +80,8 @@ pub fn run(
             out: t.out,
             class_names: &ds.class_names,
             validation,
+            setup: BaselineSetup::new(t.width, &ds.split.train, options),
+            resume: t.resume,
         },
         &mut |s| progress.step(s),
         &stop,
@@ -69,7 +90,8 @@ pub fn run(
     let report = report?;
     if let Outcome::Interrupted { iteration } = report.outcome {
         eprintln!(
-            "stopped at iteration {iteration}; the baseline writes no checkpoint, nothing saved"
+            "stopped at iteration {iteration}; checkpoint in {}. Continue with the same command and --resume",
+            checkpoint.display()
         );
         return Ok(ExitCode::from(130));
     }
@@ -96,6 +118,7 @@ pub fn run(
         "train": ds.split.train,
         "test": ds.split.test,
         "iterations": options.iterations,
+        "augmentation": options.augmentation,
         "batch_size": options.batch_size,
         "learning_rate": options.learning_rate,
         "lr_decay": options.lr_decay,

@@ -122,8 +122,9 @@ pub struct TrainArgs {
     /// Write a checkpoint every this many iterations (Ctrl-C also writes one).
     #[arg(long, default_value_t = 100)]
     checkpoint_every: usize,
-    /// Continue from OUT/checkpoint (same data options, seed and --engine as the first run).
-    /// Without it (or --force), an OUT that already holds a model or checkpoint is refused.
+    /// Continue from OUT/checkpoint (same data options, seed and --engine as the first run;
+    /// with --arch unet, from OUT/baseline-checkpoint.bin). Without it (or --force), an OUT
+    /// that already holds a model or checkpoint is refused.
     #[arg(long)]
     resume: bool,
     /// Start afresh even if OUT holds a model or checkpoint: they are deleted first (other
@@ -223,6 +224,8 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
             width: a.unet_width,
             kind,
             root: &opts.root,
+            resume: a.resume,
+            force: a.force,
         };
         return baseline::run(&target, &ds, &options, validation);
     }

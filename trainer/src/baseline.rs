@@ -84,13 +84,18 @@ impl UNet {
             .rev()
             .map(|l| DoubleConv::new(2 * ch(l), ch(l), device))
             .collect();
-        Self {
+        let net = Self {
             encoder,
             up,
             decoder,
             head: Conv2dConfig::new([width, classes], [1, 1]).init(device),
             pool: MaxPool2dConfig::new([2, 2]).init(),
-        }
+        };
+        // Burn draws parameters lazily, at first use, from a device-wide generator: draw them
+        // now, while it holds `seed`, so that whatever draws before the first step (another
+        // network, in a test running beside this one) cannot change them.
+        let drawn = net.clone().into_record();
+        net.load_record(drawn)
     }
 
     /// Learnable parameters (weights and biases).

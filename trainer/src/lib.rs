@@ -3,12 +3,13 @@
 //! Owns the burn lowering of the MSNet program ([`lowering`], [`network`]), the soft Dice
 //! loss, the burn training engine ([`BurnEngine`], driven by `msnet-training`'s loop, which
 //! owns batches, schedule, checkpoints, resume and validation), the U-Net baseline of the
-//! paper's comparisons ([`baseline`], training only, with its own loop), and burn inference
-//! (the reference the exporter checks other engines against). It reads the network only
-//! through [`msnet::graph`] and [`msnet::spec`], and must not define any part of the network
-//! itself, nor know about ONNX or the runtime.
+//! paper's comparisons ([`baseline`], training only, with its own loop and checkpoints,
+//! [`baseline_checkpoint`]), and burn inference (the reference the exporter checks other
+//! engines against). It reads the network only through [`msnet::graph`] and [`msnet::spec`],
+//! and must not define any part of the network itself, nor know about ONNX or the runtime.
 
 pub mod baseline;
+pub mod baseline_checkpoint;
 pub mod batch;
 pub mod device;
 pub mod engine;

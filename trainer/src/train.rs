@@ -7,17 +7,19 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor};
+use burn::store::{ModuleRecord, RecordError};
+use burn::tensor::{Bytes, Device, Tensor};
 use msnet::config::InitSpec;
 use msnet::sample::Sample;
 use msnet::{Spec, Weights};
-use msnet_training::batch::batch_indices;
+use msnet_training::batch::training_batch;
 use msnet_training::validation::{self, Validation};
 use msnet_training::{
     Outcome, Step, TrainError, TrainOptions, check_options, mean_tail, step_report,
 };
 
 use crate::baseline::UNet;
+use crate::baseline_checkpoint::{self, BaselineCheckpoint, BaselineSetup, BaselineState};
 use crate::network::MsNet;
 use crate::{batch, loss};
 
@@ -57,24 +59,29 @@ pub(crate) fn optimise<M: Module>(
 pub struct BaselineReport {
     pub outcome: Outcome,
     pub net: UNet,
-    /// Training seconds.
+    /// Training seconds, over every session of the run.
     pub seconds: f64,
     /// Mean loss of the last 20 iterations.
     pub final_loss: f64,
 }
 
-/// Where a baseline run writes and what it scores.
+/// Where a baseline run writes, what it scores and what it continues.
 pub struct BaselineRun<'a> {
-    /// Folder of `validation.csv`.
+    /// Folder of `validation.csv` and the checkpoint ([`baseline_checkpoint`]).
     pub out: &'a Path,
     /// Class names; their count is the network's output classes.
     pub class_names: &'a [String],
     pub validation: Option<Validation<'a>>,
+    /// What the checkpoint records and a resumed run must match.
+    pub setup: BaselineSetup,
+    /// Continue from `out`'s checkpoint (the network passed in is replaced by its weights).
+    pub resume: bool,
 }
 
-/// Trains the U-Net baseline the way MSNet is trained: the same batches (seeded by
-/// `opts.seed`), loss, optimiser and schedule. It writes no checkpoints: a stopped run returns
-/// what it has, and the caller decides whether to keep it. Validation lines go to
+/// Trains the U-Net baseline the way MSNet is trained: the same batches and augmentation
+/// (seeded by `opts.seed`, [`training_batch`]), loss, optimiser and schedule. A checkpoint
+/// is written every `opts.checkpoint_every` iterations, at the end and when stopped, and a
+/// resumed run continues exactly where it stopped. Validation lines go to
 /// `out/validation.csv` as for MSNet.
 pub fn train_baseline(
     net: UNet,
@@ -88,31 +95,55 @@ pub fn train_baseline(
         out,
         class_names,
         validation,
+        setup,
+        resume,
     } = run;
     let classes = class_names.len();
     check_options(opts)?;
-    if validation.is_some() {
-        validation::start_log(out, false, class_names)?;
-    }
     let device = net.devices().first().cloned().unwrap_or_default();
-    let mut optimizer = adam(opts.adam_epsilon);
+    let (mut net, mut optimizer, mut state) = if resume {
+        restore(out, net, opts, setup)?
+    } else {
+        let state = BaselineState {
+            setup,
+            iteration: 0,
+            seconds: 0.0,
+            recent_losses: Vec::new(),
+        };
+        (net, adam(opts.adam_epsilon), state)
+    };
+    if validation.is_some() {
+        validation::start_log(out, resume, class_names)?;
+    }
+    let save = |net: &UNet, optimizer: &ModuleOptimizer, state: &BaselineState| {
+        let bytes = |r: Result<Bytes, RecordError>| {
+            r.map(|b| b.to_vec())
+                .map_err(|e| TrainError::Checkpoint(format!("cannot serialise: {e:?}")))
+        };
+        baseline_checkpoint::save(
+            out,
+            &BaselineCheckpoint {
+                state: state.clone(),
+                module: bytes(net.clone().into_record().into_bytes())?,
+                optimizer: bytes(optimizer.into_bytes())?,
+            },
+        )
+    };
     let started = Instant::now();
-    let mut net = net;
-    let mut losses = Vec::new();
+    let (first, seconds_before) = (state.iteration, state.seconds);
     let forward = |m: &UNet, x: Tensor<5>| m.forward(x);
-    for it in 0..opts.iterations {
+    for it in first..opts.iterations {
         if stop.load(Ordering::SeqCst) {
+            save(&net, &optimizer, &state)?;
             return Ok(BaselineReport {
                 outcome: Outcome::Interrupted { iteration: it },
                 net,
-                seconds: started.elapsed().as_secs_f64(),
-                final_loss: mean_tail(&losses),
+                seconds: state.seconds,
+                final_loss: mean_tail(&state.recent_losses),
             });
         }
-        let picked: Vec<&Sample> = batch_indices(samples.len(), opts.batch_size, opts.seed, it)
-            .into_iter()
-            .map(|i| &samples[i])
-            .collect();
+        let batch = training_batch(samples, opts.batch_size, opts.seed, it, &opts.augmentation);
+        let picked: Vec<&Sample> = batch.iter().map(|s| s.as_ref()).collect();
         let (next, value) = optimise(
             net,
             &forward,
@@ -126,10 +157,18 @@ pub fn train_baseline(
         let Ok(value) = value else {
             return Err(TrainError::NonFinite {
                 iteration: it + 1,
-                checkpoint: "the baseline writes no checkpoints".into(),
+                checkpoint: format!(
+                    "the checkpoint at iteration {} in {}",
+                    state.iteration,
+                    baseline_checkpoint::path(out).display()
+                ),
             });
         };
-        losses.push(value);
+        state.iteration = it + 1;
+        state.seconds = seconds_before + started.elapsed().as_secs_f64();
+        state.recent_losses.push(value);
+        let excess = state.recent_losses.len().saturating_sub(50);
+        state.recent_losses.drain(..excess);
         let scored = match &validation {
             Some(v) if v.due(it + 1, opts.iterations) => {
                 let m = validation::score(
@@ -137,19 +176,49 @@ pub fn train_baseline(
                     v.samples,
                     class_names,
                 )?;
-                validation::append(out, it + 1, mean_tail(&losses), &m)?;
+                validation::append(out, it + 1, mean_tail(&state.recent_losses), &m)?;
                 Some(m.mean_all)
             }
             _ => None,
         };
-        on_step(&step_report(opts, it + 1, 0, value, started, scored));
+        on_step(&step_report(opts, it + 1, first, value, started, scored));
+        if state.iteration.is_multiple_of(opts.checkpoint_every)
+            || state.iteration == opts.iterations
+        {
+            save(&net, &optimizer, &state)?;
+        }
     }
     Ok(BaselineReport {
         outcome: Outcome::Finished,
         net,
-        seconds: started.elapsed().as_secs_f64(),
-        final_loss: mean_tail(&losses),
+        seconds: state.seconds,
+        final_loss: mean_tail(&state.recent_losses),
     })
+}
+
+/// The network, optimiser and progress of `out`'s checkpoint, which must have been written
+/// by a run with this `setup`.
+fn restore(
+    out: &Path,
+    net: UNet,
+    opts: &TrainOptions,
+    setup: BaselineSetup,
+) -> Result<(UNet, ModuleOptimizer, BaselineState), TrainError> {
+    let ck = baseline_checkpoint::load(out)?;
+    baseline_checkpoint::check_setup(out, &ck.state.setup, &setup)?;
+    let file = baseline_checkpoint::path(out);
+    let refused = |what: &str, e: RecordError| {
+        TrainError::Checkpoint(format!("{}: {what}: {e:?}", file.display()))
+    };
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(ck.module))
+        .map_err(|e| refused("corrupt network record", e))?;
+    let net = net
+        .try_load_record(record)
+        .map_err(|e| refused("the network record does not fit this U-Net", e))?;
+    let optimizer = adam(opts.adam_epsilon)
+        .from_bytes(Bytes::from_bytes_vec(ck.optimizer))
+        .map_err(|e| refused("corrupt optimizer state", e))?;
+    Ok((net, optimizer, ck.state))
 }
 
 /// Predicted classes of the baseline for each sample.

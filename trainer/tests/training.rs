@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use burn::tensor::Device;
-use msnet::config::TrainingRecord;
+use msnet::config::{Augmentation, TrainingRecord};
 use msnet::sample::Sample;
 use msnet::{Config, Model, Spec};
 use msnet_io::phantom::nested_ellipses;
 use msnet_trainer::baseline::UNet;
+use msnet_trainer::baseline_checkpoint::{self, BaselineSetup};
 use msnet_trainer::{BaselineRun, BurnEngine, baseline_labels, train_baseline};
 use msnet_training::{
     Outcome, Report, Run, TrainError, TrainOptions, Validation, checkpoint, train,
@@ -19,6 +20,14 @@ fn phantoms(n: usize) -> Vec<Sample> {
     (0..n as u64)
         .map(|s| nested_ellipses(s, 3, [1, 32, 32], 3))
         .collect()
+}
+
+/// A U-Net for the phantoms. Burn's generator is device-wide: two tests seeding and drawing
+/// at once would draw from each other's stream, so construction is serialised.
+fn unet(width: usize, seed: u64, device: &Device) -> UNet {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    UNet::new(3, 3, width, seed, device)
 }
 
 fn spec() -> Spec {
@@ -283,7 +292,7 @@ fn baseline_unet_trains_with_the_same_loop_and_is_reproducible() {
     let device = Device::flex().autodiff();
     let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
     let run = |out: &PathBuf, losses: &mut Vec<f64>| {
-        let net = UNet::new(3, 3, 8, opts.seed, &device);
+        let net = unet(8, opts.seed, &device);
         let validation = Validation {
             samples: held_out,
             every: 10,
@@ -296,6 +305,8 @@ fn baseline_unet_trains_with_the_same_loop_and_is_reproducible() {
                 out,
                 class_names: &names,
                 validation: Some(validation),
+                setup: BaselineSetup::new(8, &[], &opts),
+                resume: false,
             },
             &mut |s| losses.push(s.loss),
             &AtomicBool::new(false),
@@ -323,6 +334,123 @@ fn baseline_unet_trains_with_the_same_loop_and_is_reproducible() {
         "same seed, same baseline"
     );
     for d in [a, b] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+/// The baseline trains on the augmented batches MSNet's loop trains on: before the loops
+/// shared `training_batch`, `--augment` was ignored by the baseline and these losses were equal.
+#[test]
+fn baseline_unet_trains_on_augmented_batches() {
+    let samples = phantoms(4);
+    let device = Device::flex().autodiff();
+    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let first_losses = |augmentation: Augmentation| {
+        let opts = TrainOptions {
+            iterations: 2,
+            batch_size: 2,
+            seed: 5,
+            augmentation,
+            ..TrainOptions::default()
+        };
+        let out = out_dir("unet-augment");
+        let mut losses = Vec::new();
+        train_baseline(
+            unet(4, opts.seed, &device),
+            &samples,
+            &opts,
+            BaselineRun {
+                out: &out,
+                class_names: &names,
+                validation: None,
+                setup: BaselineSetup::new(4, &[], &opts),
+                resume: false,
+            },
+            &mut |s| losses.push(s.loss),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        losses
+    };
+    let plain = first_losses(Augmentation::default());
+    assert_eq!(plain, first_losses(Augmentation::default()), "seeded");
+    let augmented = first_losses(Augmentation::DEFAULT);
+    assert_eq!(augmented, first_losses(Augmentation::DEFAULT), "seeded");
+    assert_ne!(plain, augmented);
+}
+
+/// A baseline run stopped after 3 iterations and resumed from its checkpoint ends where an
+/// uninterrupted run ends (same losses, same predictions); a resume with another setup is
+/// refused, naming what differs.
+#[test]
+fn a_resumed_baseline_equals_an_uninterrupted_one() {
+    let samples = phantoms(6);
+    let (train_set, held_out) = samples.split_at(4);
+    let opts = TrainOptions {
+        iterations: 6,
+        batch_size: 2,
+        seed: 9,
+        checkpoint_every: 2,
+        augmentation: Augmentation::DEFAULT,
+        ..TrainOptions::default()
+    };
+    let device = Device::flex().autodiff();
+    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let run = |out: &PathBuf,
+               resume: bool,
+               stop_after: usize,
+               losses: &mut Vec<f64>,
+               opts: &TrainOptions| {
+        let stop = AtomicBool::new(false);
+        train_baseline(
+            unet(4, opts.seed, &device),
+            train_set,
+            opts,
+            BaselineRun {
+                out,
+                class_names: &names,
+                validation: None,
+                setup: BaselineSetup::new(4, &[], opts),
+                resume,
+            },
+            &mut |s| {
+                losses.push(s.loss);
+                if s.iteration == stop_after {
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            },
+            &stop,
+        )
+    };
+    let (whole, parts) = (out_dir("unet-whole"), out_dir("unet-parts"));
+    let mut expected = Vec::new();
+    let full = run(&whole, false, 0, &mut expected, &opts).unwrap();
+    let mut losses = Vec::new();
+    let stopped = run(&parts, false, 3, &mut losses, &opts).unwrap();
+    assert_eq!(stopped.outcome, Outcome::Interrupted { iteration: 3 });
+    assert_eq!(
+        baseline_checkpoint::load(&parts).unwrap().state.iteration,
+        3,
+        "a stop writes a checkpoint"
+    );
+    let mut other = opts.clone();
+    other.seed = 10;
+    let err = run(&parts, true, 0, &mut vec![], &other)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("different seed"), "{err}");
+    let resumed = run(&parts, true, 0, &mut losses, &opts).unwrap();
+    assert_eq!(resumed.outcome, Outcome::Finished);
+    assert_eq!(losses, expected);
+    assert_eq!(resumed.final_loss, full.final_loss);
+    let refs: Vec<&Sample> = held_out.iter().collect();
+    assert_eq!(
+        baseline_labels(&resumed.net, &refs, 3),
+        baseline_labels(&full.net, &refs, 3)
+    );
+    for d in [whole, parts] {
         std::fs::remove_dir_all(d).unwrap();
     }
 }

@@ -12,7 +12,7 @@ use msnet_eval::metrics::ClassMetrics;
 
 use crate::checkpoint::{self, CheckpointState};
 use crate::validation::{self, Validation};
-use crate::{Engine, TrainError, augment, batch};
+use crate::{Engine, TrainError, batch};
 
 /// Hyper-parameters of a run. Defaults are the paper's (section 6.1).
 #[derive(Clone, Debug)]
@@ -321,22 +321,9 @@ pub fn train(
                 record,
             });
         }
-        let picked: Vec<&Sample> =
-            batch::batch_indices(samples.len(), opts.batch_size, opts.seed, it)
-                .into_iter()
-                .map(|i| &samples[i])
-                .collect();
-        let augmented: Vec<Sample>;
-        let picked = if opts.augmentation.is_off() {
-            picked
-        } else {
-            augmented = picked
-                .iter()
-                .enumerate()
-                .map(|(slot, s)| augment::augment(s, &opts.augmentation, opts.seed, it, slot))
-                .collect();
-            augmented.iter().collect()
-        };
+        let batch =
+            batch::training_batch(samples, opts.batch_size, opts.seed, it, &opts.augmentation);
+        let picked: Vec<&Sample> = batch.iter().map(|s| s.as_ref()).collect();
         let value = match engine.step(&picked, opts.lr_at(it)) {
             Ok(value) if value.is_finite() => value,
             _ => {
