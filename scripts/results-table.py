@@ -192,6 +192,8 @@ def main():
              1600, 2000)
     arm_rule(runs, "pilot-drishti-upright", "drishti", ["s50"],
              ["default", "upright", "default-eps16", "upright-eps16"], 1100, 1500, "dsc_cup")
+    arm_rule(runs, "pilot-drishti-loss", "drishti", ["s50"], ["upright-eps16", "upright-eps16-dicece"],
+             1100, 1500, "dsc_cup")
     schedule_rule(runs, "pilot-drishti-schedule", "pilot-drishti-s50-upright-eps16-long",
                   [1500, 2000, 2500, 3000], "dsc_cup")
     acdc_pilots = pilot_curves(runs, "pilot-acdc-*", "val foreground DSC", mean_foreground)
