@@ -10,7 +10,7 @@
 //!
 //! Training only, 2D only: the baseline is never exported and is not part of MSNet's spec.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -67,6 +67,11 @@ impl UNet {
         seed: u64,
         device: &Device,
     ) -> Self {
+        // Burn's generator is process-wide and burn draws parameters lazily, at first use:
+        // seed it and draw every parameter under one lock, so that no other network built at
+        // the same time (a test beside this one) draws from this stream or moves it.
+        static DRAW: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = DRAW.lock().unwrap_or_else(|e| e.into_inner());
         device.seed(seed);
         let ch = |l: usize| width << l;
         let encoder = (0..=LEVELS)
@@ -91,9 +96,6 @@ impl UNet {
             head: Conv2dConfig::new([width, classes], [1, 1]).init(device),
             pool: MaxPool2dConfig::new([2, 2]).init(),
         };
-        // Burn draws parameters lazily, at first use, from a device-wide generator: draw them
-        // now, while it holds `seed`, so that whatever draws before the first step (another
-        // network, in a test running beside this one) cannot change them.
         let drawn = net.clone().into_record();
         net.load_record(drawn)
     }
@@ -101,6 +103,19 @@ impl UNet {
     /// Learnable parameters (weights and biases).
     pub fn parameter_count(&self) -> usize {
         self.num_params()
+    }
+
+    /// Whether every parameter is finite: a checkpoint must never keep weights that blew up.
+    pub fn is_finite(&self) -> bool {
+        struct Finite(bool);
+        impl ModuleVisitor for Finite {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0 = self.0 && param.val().into_data().iter::<f32>().all(|v| v.is_finite());
+            }
+        }
+        let mut finite = Finite(true);
+        self.visit(&mut finite);
+        finite.0
     }
 
     /// Class probabilities `[B, classes, 1, H, W]` for images `[B, in, 1, H, W]`.
@@ -130,6 +145,29 @@ impl UNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_infinite_weight_makes_the_network_not_finite() {
+        let device = crate::device::device();
+        let net = UNet::new(3, 3, 4, 1, &device);
+        assert!(net.is_finite());
+        /// Sets the first weight of the last float parameter it meets to infinity.
+        struct Poison(bool);
+        impl burn::module::ModuleMapper for Poison {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                if self.0 {
+                    return param;
+                }
+                self.0 = true;
+                param.map(|t| {
+                    let mut data = t.to_data().try_to_vec::<f32>().unwrap();
+                    data[0] = f32::INFINITY;
+                    Tensor::from_data(burn::tensor::TensorData::new(data, t.shape()), &t.device())
+                })
+            }
+        }
+        assert!(!net.map(&mut Poison(false)).is_finite());
+    }
 
     #[test]
     fn shapes_parameter_count_and_seeded_init() {

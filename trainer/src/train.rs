@@ -115,7 +115,14 @@ pub fn train_baseline(
     if validation.is_some() {
         validation::start_log(out, resume, class_names)?;
     }
+    // Never replace a good checkpoint with weights that have blown up.
     let save = |net: &UNet, optimizer: &ModuleOptimizer, state: &BaselineState| {
+        if !net.is_finite() {
+            return Err(TrainError::NonFinite {
+                iteration: state.iteration,
+                checkpoint: last_good(out),
+            });
+        }
         let bytes = |r: Result<Bytes, RecordError>| {
             r.map(|b| b.to_vec())
                 .map_err(|e| TrainError::Checkpoint(format!("cannot serialise: {e:?}")))
@@ -157,11 +164,7 @@ pub fn train_baseline(
         let Ok(value) = value else {
             return Err(TrainError::NonFinite {
                 iteration: it + 1,
-                checkpoint: format!(
-                    "the checkpoint at iteration {} in {}",
-                    state.iteration,
-                    baseline_checkpoint::path(out).display()
-                ),
+                checkpoint: last_good(out),
             });
         };
         state.iteration = it + 1;
@@ -194,6 +197,18 @@ pub fn train_baseline(
         seconds: state.seconds,
         final_loss: mean_tail(&state.recent_losses),
     })
+}
+
+/// Where the run's last good checkpoint is, for an error that stops it.
+fn last_good(out: &Path) -> String {
+    match baseline_checkpoint::load(out) {
+        Ok(ck) => format!(
+            "the last good checkpoint (iteration {}) is {}",
+            ck.state.iteration,
+            baseline_checkpoint::path(out).display()
+        ),
+        Err(_) => "no checkpoint was written before it".into(),
+    }
 }
 
 /// The network, optimiser and progress of `out`'s checkpoint, which must have been written

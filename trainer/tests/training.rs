@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
+use burn::module::Module;
 use burn::tensor::Device;
 use msnet::config::{Augmentation, TrainingRecord};
 use msnet::sample::Sample;
@@ -22,11 +23,8 @@ fn phantoms(n: usize) -> Vec<Sample> {
         .collect()
 }
 
-/// A U-Net for the phantoms. Burn's generator is device-wide: two tests seeding and drawing
-/// at once would draw from each other's stream, so construction is serialised.
+/// A U-Net for the phantoms.
 fn unet(width: usize, seed: u64, device: &Device) -> UNet {
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = INIT.lock().unwrap_or_else(|e| e.into_inner());
     UNet::new(3, 3, width, seed, device)
 }
 
@@ -453,4 +451,54 @@ fn a_resumed_baseline_equals_an_uninterrupted_one() {
     for d in [whole, parts] {
         std::fs::remove_dir_all(d).unwrap();
     }
+}
+
+/// A baseline that diverges stops with an error naming its last good checkpoint, which holds
+/// finite weights.
+#[test]
+fn a_diverging_baseline_keeps_its_last_good_checkpoint() {
+    let samples = phantoms(4);
+    let opts = TrainOptions {
+        iterations: 20,
+        batch_size: 2,
+        seed: 2,
+        learning_rate: 1e30,
+        checkpoint_every: 1,
+        ..TrainOptions::default()
+    };
+    let device = Device::flex().autodiff();
+    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let out = out_dir("unet-diverge");
+    let err = train_baseline(
+        unet(4, opts.seed, &device),
+        &samples,
+        &opts,
+        BaselineRun {
+            out: &out,
+            class_names: &names,
+            validation: None,
+            setup: BaselineSetup::new(4, &[], &opts),
+            resume: false,
+        },
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .err()
+    .expect("a learning rate of 1e30 must diverge")
+    .to_string();
+    assert!(err.contains("NaN or infinite"), "{err}");
+    if let Ok(ck) = baseline_checkpoint::load(&out) {
+        assert!(
+            err.contains(&format!("iteration {})", ck.state.iteration)),
+            "{err}"
+        );
+        let net = unet(4, opts.seed, &device).load_record(
+            burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.module))
+                .unwrap(),
+        );
+        assert!(net.is_finite());
+    } else {
+        assert!(err.contains("no checkpoint was written"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
 }
