@@ -64,8 +64,12 @@ DRISHTI_UPRIGHT="flip,brightness=0.1,contrast=0.1,gamma=0.1"
 DRISHTI_AUGMENT="${DRISHTI_AUGMENT:-$DRISHTI_UPRIGHT}"
 DRISHTI_LR="${DRISHTI_LR:-1e-3}"
 DRISHTI_EPS="${DRISHTI_EPS:-16}"
+# pilot-drishti-loss then chose the soft Dice plus the pixel cross-entropy (runs named
+# drishti-upright-dicece-*); DRISHTI_LOSS=dice gives the drishti-upright-* runs.
+DRISHTI_LOSS="${DRISHTI_LOSS:-dice+ce}"
 drishti_tag=""
 [[ "$DRISHTI_AUGMENT" == "$DRISHTI_UPRIGHT" ]] && drishti_tag="-upright"
+[[ "$DRISHTI_LOSS" == "dice+ce" ]] && drishti_tag+="-dicece"
 # At S = 20, eps 4 collapsed seed 0 (its pilot, below): eps 16 there, before S = 50 chose it.
 DRISHTI_S20_EPS="${DRISHTI_S20_EPS:-16}"
 # The shipped locator was trained before that pilot, at lr 5e-4 and eps = 1.
@@ -324,7 +328,7 @@ group() {
             for seed in 0 1 2; do
                 job "drishti$drishti_tag-s$s-seed$seed" test-metrics.json --dataset drishti --train-size "$s" \
                     --seed "$seed" --iterations "$DRISHTI_ITERATIONS" --augment "$DRISHTI_AUGMENT" \
-                    --lr "$DRISHTI_LR" --scalars 1 1 "$eps" 0.5
+                    --lr "$DRISHTI_LR" --scalars 1 1 "$eps" 0.5 --loss "$DRISHTI_LOSS"
             done
         done ;;
     locator)
