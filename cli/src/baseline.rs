@@ -1,8 +1,8 @@
-//! `msnet train --arch unet`: the U-Net baseline, trained by MSNet's loop on the same split,
-//! then scored on the test set exactly as `msnet eval` scores MSNet. It writes
-//! `OUT/baseline.json` (setup, parameter count, training time, test metrics) and no model: the
-//! baseline exists to be compared against, never to be exported. Its checkpoint
-//! (`OUT/baseline-checkpoint.bin`) lets a stopped run continue with `--resume`.
+//! `msnet train --arch unet`: the U-Net baseline, trained as MSNet is (same split, batches,
+//! augmentation, loss and schedule), then scored on the test set exactly as `msnet eval`
+//! scores MSNet. It writes `OUT/baseline.json` (setup, parameter count, training time, test
+//! metrics) and no model: the baseline exists to be compared against, never to be exported.
+//! Its checkpoint (`OUT/baseline-checkpoint.bin`) lets a stopped run continue with `--resume`.
 
 use std::path::Path;
 use std::process::ExitCode;

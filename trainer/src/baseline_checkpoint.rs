@@ -122,7 +122,7 @@ pub fn load(out: &Path) -> Result<BaselineCheckpoint, TrainError> {
             .map_err(|_| corrupt(&path, "section length out of range"))?;
     }
     let body = &rest[24..];
-    let total = lengths
+    lengths
         .iter()
         .try_fold(0usize, |a, &l| a.checked_add(l))
         .filter(|&t| t == body.len())
@@ -135,7 +135,6 @@ pub fn load(out: &Path) -> Result<BaselineCheckpoint, TrainError> {
                 ),
             )
         })?;
-    debug_assert_eq!(total, body.len());
     let (state, body) = body.split_at(lengths[0]);
     let (module, optimizer) = body.split_at(lengths[1]);
     let state: BaselineState =
