@@ -12,7 +12,7 @@ use msnet::{Config, Model, Spec};
 use msnet_io::phantom::nested_ellipses;
 use msnet_trainer::baseline::UNet;
 use msnet_trainer::baseline_checkpoint::{self, BaselineSetup};
-use msnet_trainer::{BaselineRun, BurnEngine, baseline_labels, train_baseline};
+use msnet_trainer::{BaselineReport, BaselineRun, BurnEngine, baseline_labels, train_baseline};
 use msnet_training::{
     Outcome, Report, Run, TrainError, TrainOptions, Validation, checkpoint, train,
 };
@@ -24,8 +24,48 @@ fn phantoms(n: usize) -> Vec<Sample> {
 }
 
 /// A U-Net for the phantoms.
-fn unet(width: usize, seed: u64, device: &Device) -> UNet {
-    UNet::new(3, 3, width, seed, device)
+fn unet(width: usize, seed: u64) -> UNet {
+    UNet::new(3, 3, width, seed, &Device::flex().autodiff())
+}
+
+/// How a test runs the baseline: a U-Net of `width` on three phantom classes.
+struct UnetRun<'a> {
+    width: usize,
+    out: &'a PathBuf,
+    validation: Option<Validation<'a>>,
+    resume: bool,
+    /// Sets the stop flag after this iteration (0: never).
+    stop_after: usize,
+}
+
+/// Trains the baseline as `run` says on `train`, pushing every iteration's loss to `losses`.
+fn train_unet(
+    run: UnetRun<'_>,
+    train: &[Sample],
+    opts: &TrainOptions,
+    losses: &mut Vec<f64>,
+) -> Result<BaselineReport, TrainError> {
+    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let stop = AtomicBool::new(false);
+    train_baseline(
+        unet(run.width, opts.seed),
+        train,
+        opts,
+        BaselineRun {
+            out: run.out,
+            class_names: &names,
+            validation: run.validation,
+            setup: BaselineSetup::new(run.width, &[], opts),
+            resume: run.resume,
+        },
+        &mut |s| {
+            losses.push(s.loss);
+            if s.iteration == run.stop_after {
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        },
+        &stop,
+    )
 }
 
 fn spec() -> Spec {
@@ -287,29 +327,19 @@ fn baseline_unet_trains_with_the_same_loop_and_is_reproducible() {
         seed: 3,
         ..TrainOptions::default()
     };
-    let device = Device::flex().autodiff();
-    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
     let run = |out: &PathBuf, losses: &mut Vec<f64>| {
-        let net = unet(8, opts.seed, &device);
         let validation = Validation {
             samples: held_out,
             every: 10,
         };
-        train_baseline(
-            net,
-            train_set,
-            &opts,
-            BaselineRun {
-                out,
-                class_names: &names,
-                validation: Some(validation),
-                setup: BaselineSetup::new(8, &[], &opts),
-                resume: false,
-            },
-            &mut |s| losses.push(s.loss),
-            &AtomicBool::new(false),
-        )
-        .unwrap()
+        let run = UnetRun {
+            width: 8,
+            out,
+            validation: Some(validation),
+            resume: false,
+            stop_after: 0,
+        };
+        train_unet(run, train_set, &opts, losses).unwrap()
     };
     let (a, b) = (out_dir("unet-a"), out_dir("unet-b"));
     let mut losses = Vec::new();
@@ -341,8 +371,6 @@ fn baseline_unet_trains_with_the_same_loop_and_is_reproducible() {
 #[test]
 fn baseline_unet_trains_on_augmented_batches() {
     let samples = phantoms(4);
-    let device = Device::flex().autodiff();
-    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
     let first_losses = |augmentation: Augmentation| {
         let opts = TrainOptions {
             iterations: 2,
@@ -353,21 +381,14 @@ fn baseline_unet_trains_on_augmented_batches() {
         };
         let out = out_dir("unet-augment");
         let mut losses = Vec::new();
-        train_baseline(
-            unet(4, opts.seed, &device),
-            &samples,
-            &opts,
-            BaselineRun {
-                out: &out,
-                class_names: &names,
-                validation: None,
-                setup: BaselineSetup::new(4, &[], &opts),
-                resume: false,
-            },
-            &mut |s| losses.push(s.loss),
-            &AtomicBool::new(false),
-        )
-        .unwrap();
+        let run = UnetRun {
+            width: 4,
+            out: &out,
+            validation: None,
+            resume: false,
+            stop_after: 0,
+        };
+        train_unet(run, &samples, &opts, &mut losses).unwrap();
         let _ = std::fs::remove_dir_all(&out);
         losses
     };
@@ -393,33 +414,19 @@ fn a_resumed_baseline_equals_an_uninterrupted_one() {
         augmentation: Augmentation::DEFAULT,
         ..TrainOptions::default()
     };
-    let device = Device::flex().autodiff();
-    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
     let run = |out: &PathBuf,
                resume: bool,
                stop_after: usize,
                losses: &mut Vec<f64>,
                opts: &TrainOptions| {
-        let stop = AtomicBool::new(false);
-        train_baseline(
-            unet(4, opts.seed, &device),
-            train_set,
-            opts,
-            BaselineRun {
-                out,
-                class_names: &names,
-                validation: None,
-                setup: BaselineSetup::new(4, &[], opts),
-                resume,
-            },
-            &mut |s| {
-                losses.push(s.loss);
-                if s.iteration == stop_after {
-                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-            },
-            &stop,
-        )
+        let run = UnetRun {
+            width: 4,
+            out,
+            validation: None,
+            resume,
+            stop_after,
+        };
+        train_unet(run, train_set, opts, losses)
     };
     let (whole, parts) = (out_dir("unet-whole"), out_dir("unet-parts"));
     let mut expected = Vec::new();
@@ -466,33 +473,25 @@ fn a_diverging_baseline_keeps_its_last_good_checkpoint() {
         checkpoint_every: 1,
         ..TrainOptions::default()
     };
-    let device = Device::flex().autodiff();
-    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
     let out = out_dir("unet-diverge");
-    let err = train_baseline(
-        unet(4, opts.seed, &device),
-        &samples,
-        &opts,
-        BaselineRun {
-            out: &out,
-            class_names: &names,
-            validation: None,
-            setup: BaselineSetup::new(4, &[], &opts),
-            resume: false,
-        },
-        &mut |_| {},
-        &AtomicBool::new(false),
-    )
-    .err()
-    .expect("a learning rate of 1e30 must diverge")
-    .to_string();
+    let run = UnetRun {
+        width: 4,
+        out: &out,
+        validation: None,
+        resume: false,
+        stop_after: 0,
+    };
+    let err = train_unet(run, &samples, &opts, &mut vec![])
+        .err()
+        .expect("a learning rate of 1e30 must diverge")
+        .to_string();
     assert!(err.contains("NaN or infinite"), "{err}");
     if let Ok(ck) = baseline_checkpoint::load(&out) {
         assert!(
             err.contains(&format!("iteration {})", ck.state.iteration)),
             "{err}"
         );
-        let net = unet(4, opts.seed, &device).load_record(
+        let net = unet(4, opts.seed).load_record(
             burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(ck.module))
                 .unwrap(),
         );
