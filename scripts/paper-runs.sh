@@ -4,7 +4,8 @@
 #   scripts/paper-runs.sh [GROUP...]     groups: pilot-wbc pilot-wbc-affine pilot-wbc-colour
 #                                        pilot-wbc-optimiser pilot-wbc-loss pilot-drishti
 #                                        pilot-drishti-upright pilot-drishti-schedule
-#                                        pilot-drishti-loss pilot-acdc pilot-acdc-schedule
+#                                        pilot-drishti-loss pilot-drishti-regions
+#                                        pilot-acdc pilot-acdc-schedule
 #                                        pilot-acdc-lr pilot-acdc-augment
 #                                        wbc ablation unet drishti locator acdc
 #                                        (default: wbc ablation drishti locator acdc)
@@ -195,6 +196,24 @@ group() {
             --train-size 50 --val-count 10 --val-every 100 --seed 0 \
             --iterations "$DRISHTI_ITERATIONS" --checkpoint-every 100 \
             --augment "$DRISHTI_UPRIGHT" --lr "$DRISHTI_LR" --scalars 1 1 16 0.5 --loss dice+ce ;;
+    pilot-drishti-regions)
+        # One disc and one cup (the largest connected regions: msnet eval
+        # --keep-largest-regions) against the argmax as it is, scored on pilot-drishti-loss's
+        # 10 validation images with its final model. The rule, set before the scores were
+        # read: taken if the vCDR MAE falls and the cup DSC does not.
+        local pilot="$RUNS/pilot-drishti-s50-upright-eps16-dicece" out="$RUNS/pilot-drishti-regions"
+        [[ -s "$pilot/model.safetensors" ]] ||
+            { echo "paper-runs: $pilot/model.safetensors missing: run pilot-drishti-loss first" >&2; exit 1; }
+        local held_out
+        held_out=$(sed -n 's/^  validation: //p' "$pilot.log" | head -n 1 | tr ' ' ',')
+        [[ -n "$held_out" ]] ||
+            { echo "paper-runs: $pilot.log names no validation images" >&2; exit 1; }
+        mkdir -p "$out"
+        for arm in argmax largest-regions; do
+            local flag=""
+            [[ "$arm" == largest-regions ]] && flag="--keep-largest-regions"
+            printf '%s\n' "'$MSNET' eval --model '$pilot' --images '$held_out' --json $flag > '$out/$arm.json.tmp' && mv '$out/$arm.json.tmp' '$out/$arm.json' && echo 'done pilot-drishti-regions $arm' >&2 || echo 'FAILED pilot-drishti-regions $arm' >&2" >> "$jobs_file"
+        done ;;
     pilot-acdc)
         # ACDC at 16x128x128, seed 0: what keeps training on the background plateau? First
         # S = 4 without validation (read the training losses in the logs): the paper's Dice at
@@ -355,14 +374,15 @@ group() {
         # named acdc-aug-*, so they sit beside the runs without augmentation.
         tag=""
         [[ "$ACDC_AUGMENT" != none ]] && tag="-aug"
-        for run in 4:0 4:1 4:2 2:0 3:0; do
+        # ACDC_RUNS picks the runs, as S:seed (default all five).
+        for run in ${ACDC_RUNS:-4:0 4:1 4:2 2:0 3:0}; do
             s="${run%:*}" seed="${run#*:}"
             job "acdc$tag-s$s-seed$seed" test-metrics.json --dataset acdc --train-size "$s" \
                 --seed "$seed" --iterations "$ACDC_ITERATIONS" --batch-size 1 --loss "$ACDC_LOSS" \
                 --scalars 1 1 "$ACDC_EPS" 0.5 --augment "$ACDC_AUGMENT" --lr "$ACDC_LR"
         done ;;
     *)
-        echo "paper-runs: unknown group '$1' (pilot-wbc pilot-wbc-affine pilot-wbc-colour pilot-wbc-optimiser pilot-wbc-loss pilot-drishti pilot-drishti-upright pilot-drishti-schedule pilot-drishti-loss pilot-acdc pilot-acdc-schedule pilot-acdc-lr pilot-acdc-augment wbc ablation unet drishti locator acdc)" >&2
+        echo "paper-runs: unknown group '$1' (pilot-wbc pilot-wbc-affine pilot-wbc-colour pilot-wbc-optimiser pilot-wbc-loss pilot-drishti pilot-drishti-upright pilot-drishti-schedule pilot-drishti-loss pilot-drishti-regions pilot-acdc pilot-acdc-schedule pilot-acdc-lr pilot-acdc-augment wbc ablation unet drishti locator acdc)" >&2
         exit 2 ;;
     esac
 }

@@ -176,6 +176,27 @@ def schedule_rule(runs, pilot, run, candidates, column):
     print()
 
 
+def regions_rule(runs):
+    """pilot-drishti-regions: the validation images scored with the argmax as it is and with one
+    disc and one cup kept (RUNS/pilot-drishti-regions/ARM.json, `msnet eval --json`)."""
+    arms = {}
+    for arm in ["argmax", "largest-regions"]:
+        f = Path(runs) / "pilot-drishti-regions" / f"{arm}.json"
+        if not f.is_file():
+            return
+        arms[arm] = json.loads(f.read_text())
+    print("### pilot-drishti-regions: the rule (validation images)\n")
+    print("| arm | images | DSC disc | DSC cup | vCDR MAE | vCDR bias | vCDR r |")
+    print("|---|---|---|---|---|---|---|")
+    for arm, e in arms.items():
+        v = e["vcdr"]
+        print(f"| {arm} | {e['images']} | {e['regions']['disc (rim + cup)']['dsc']:.4f} | "
+              f"{e['classes']['cup']['dsc']:.4f} | {v['mae']:.4f} | {v['bias']:+.4f} | {v['pearson_r']:.3f} |")
+    changed = sum(a != b for a, b in zip(*(
+        [(i["name"], i["classes"]) for i in e["per_image"]] for e in arms.values())))
+    print(f"\nImages whose scores the cleanup changed: {changed}\n")
+
+
 def main():
     runs = sys.argv[1] if len(sys.argv) > 1 else "runs"
     rows = load(runs)
@@ -195,6 +216,7 @@ def main():
              ["default", "upright", "default-eps16", "upright-eps16"], 1100, 1500, "dsc_cup")
     arm_rule(runs, "pilot-drishti-loss", "drishti", ["s50"], ["upright-eps16", "upright-eps16-dicece"],
              1100, 1500, "dsc_cup")
+    regions_rule(runs)
     schedule_rule(runs, "pilot-drishti-schedule", "pilot-drishti-s50-upright-eps16-long",
                   [1500, 2000, 2500, 3000], "dsc_cup")
     acdc_pilots = pilot_curves(runs, "pilot-acdc-*", "val foreground DSC", mean_foreground)

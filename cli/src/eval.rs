@@ -14,6 +14,7 @@ use msnet_trainer::{Predictor, device};
 use serde_json::json;
 
 use crate::choices::DatasetArg;
+use crate::vcdr::VcdrReport;
 use crate::{DataArgs, setup};
 
 #[derive(Args)]
@@ -32,6 +33,15 @@ pub struct EvalArgs {
     /// Images per forward pass.
     #[arg(long, default_value_t = 4)]
     batch_size: usize,
+    /// Score these images of the dataset instead of the test split: names separated by commas,
+    /// such as the validation images a training run printed. None may be an image the model
+    /// trained on.
+    #[arg(long, value_delimiter = ',')]
+    images: Vec<String>,
+    /// Optic disc/cup models: keep one disc and one cup, the largest connected regions, before
+    /// scoring (`msnet_labels::DiscCup::keep_largest_regions`).
+    #[arg(long)]
+    keep_largest_regions: bool,
 }
 
 /// The record holding a model's test split: its own, or for a model fine-tuned with
@@ -81,6 +91,31 @@ pub fn run(a: &EvalArgs) -> Result<ExitCode> {
         a.data.data.as_deref(),
         setup::size(&a.data)?.unwrap_or(config.input_size),
     )?;
+    if !a.images.is_empty() {
+        if let Some(seen) = a
+            .images
+            .iter()
+            .find(|n| own.train.contains(n) || training.train.contains(n))
+        {
+            bail!(
+                "--images: `{seen}` is one of {}'s training images: its score would not measure an unseen image",
+                a.model.display()
+            );
+        }
+        opts.test_names = Some(a.images.clone());
+    }
+    let cleanup = match (
+        a.keep_largest_regions,
+        DiscCup::for_class_names(&config.class_names),
+    ) {
+        (false, _) => None,
+        (true, Some(disc_cup)) => Some(disc_cup),
+        (true, None) => bail!(
+            "--keep-largest-regions is for optic disc/cup models (the cup the last class); {}'s classes are {:?}",
+            a.model.display(),
+            config.class_names
+        ),
+    };
     if let Some(folder) = setup::folder_spec(&a.data, opts.kind)? {
         opts.folder = Some(folder);
     }
@@ -96,13 +131,29 @@ pub fn run(a: &EvalArgs) -> Result<ExitCode> {
             batch_size: a.batch_size,
             overlays: a.overlays.as_deref(),
         },
-        &|batch| predictor.labels(batch),
+        &|batch| {
+            let mut labels = predictor.labels(batch);
+            if let Some(disc_cup) = cleanup {
+                for (map, sample) in labels.iter_mut().zip(batch) {
+                    let mut scratch = vec![0; map.len()];
+                    // The predictor returns whole [H][W] maps, which always fit the forest.
+                    if let Err(e) =
+                        disc_cup.keep_largest_regions(map, sample.shape[2], &mut scratch)
+                    {
+                        unreachable!("{}: {e}", sample.name);
+                    }
+                }
+            }
+            labels
+        },
     )?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report_json(&a.model, kind, &evaluation))?
-        );
+        let mut report = report_json(&a.model, kind, &evaluation);
+        if !a.images.is_empty() {
+            report["split"] = json!("named images (--images)");
+        }
+        report["keep_largest_regions"] = json!(a.keep_largest_regions);
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         print_table(&evaluation);
     }
@@ -128,78 +179,6 @@ pub struct Evaluation {
     pub vcdr: Option<VcdrReport>,
 }
 
-/// Predicted vCDR against the experts' mean, per image.
-pub struct VcdrReport {
-    /// (image, predicted vCDR, experts' mean vCDR); images with no predicted disc are left out.
-    pub per_image: Vec<(String, f64, f64)>,
-    /// Images where the prediction holds no disc, so no ratio can be read.
-    pub no_disc: Vec<String>,
-}
-
-impl VcdrReport {
-    fn mean(&self, f: impl Fn(f64, f64) -> f64) -> f64 {
-        let n = self.per_image.len().max(1) as f64;
-        self.per_image.iter().map(|&(_, p, e)| f(p, e)).sum::<f64>() / n
-    }
-
-    /// Mean absolute error against the experts.
-    pub fn mae(&self) -> f64 {
-        self.mean(|p, e| (p - e).abs())
-    }
-
-    /// Mean signed error (predicted − experts): below zero, the cup reads too small.
-    pub fn bias(&self) -> f64 {
-        self.mean(|p, e| p - e)
-    }
-
-    /// Pearson's correlation of predicted and expert ratios; `None` below 2 images or when
-    /// either side does not vary.
-    pub fn correlation(&self) -> Option<f64> {
-        let (mp, me) = (self.mean(|p, _| p), self.mean(|_, e| e));
-        let cov = self.mean(|p, e| (p - mp) * (e - me));
-        let sd =
-            |m: f64, pick: fn(f64, f64) -> f64| self.mean(|p, e| (pick(p, e) - m).powi(2)).sqrt();
-        let denominator = sd(mp, |p, _| p) * sd(me, |_, e| e);
-        (self.per_image.len() >= 2 && denominator > 0.0).then(|| cov / denominator)
-    }
-
-    /// The report's JSON: the definition, MAE, bias, correlation and every image.
-    pub fn json(&self) -> serde_json::Value {
-        let per_image: Vec<serde_json::Value> = self
-            .per_image
-            .iter()
-            .map(|(n, p, x)| json!({"name": n, "predicted": p, "experts_mean": x}))
-            .collect();
-        json!({
-            "definition": "vertical extent of the cup over that of the disc (rim + cup), bounding-box rows; against the mean of the 4 experts (roi_index.csv)",
-            "mae": self.mae(),
-            "bias": self.bias(),
-            "pearson_r": self.correlation(),
-            "images": self.per_image.len(),
-            "no_disc_predicted": self.no_disc,
-            "per_image": per_image,
-        })
-    }
-
-    /// The report's line of a printed table.
-    pub fn line(&self) -> String {
-        format!(
-            "vertical cup-to-disc ratio: MAE {:.4}, bias {:+.4}, r {} against the experts' mean \
-             over {} images{}",
-            self.mae(),
-            self.bias(),
-            self.correlation()
-                .map_or("n/a".to_string(), |r| format!("{r:.3}")),
-            self.per_image.len(),
-            if self.no_disc.is_empty() {
-                String::new()
-            } else {
-                format!(" ({} with no predicted disc left out)", self.no_disc.len())
-            }
-        )
-    }
-}
-
 /// Scores `predict` (class labels per sample) on `test` (the shared core of `msnet eval` and the
 /// baseline's report, so both are measured the same way).
 pub fn evaluate(
@@ -222,10 +201,7 @@ pub fn evaluate(
     };
     let mut images = Vec::with_capacity(test.len());
     let mut regions = Vec::new();
-    let mut vcdr = VcdrReport {
-        per_image: Vec::new(),
-        no_disc: Vec::new(),
-    };
+    let mut vcdr = VcdrReport::default();
     for chunk in test.chunks(setup.batch_size.max(1)) {
         let refs: Vec<&Sample> = chunk.iter().collect();
         for (s, pred) in chunk.iter().zip(predict(&refs)) {
@@ -248,10 +224,7 @@ pub fn evaluate(
                         s.name
                     )
                 })?;
-                match disc_cup.measure(&pred, s.shape[2]).vertical_cdr() {
-                    Some(v) => vcdr.per_image.push((s.name.clone(), v, expert)),
-                    None => vcdr.no_disc.push(s.name.clone()),
-                }
+                vcdr.add(*disc_cup, &s.name, [&pred, &s.labels], s.shape[2], expert);
             }
             if let Some(dir) = setup.overlays {
                 write_overlay(dir, s, &pred, classes)?;

@@ -16,6 +16,7 @@ mod probe;
 mod score_photos;
 mod setup;
 mod train;
+mod vcdr;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

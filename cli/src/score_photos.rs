@@ -19,7 +19,8 @@ use msnet_io::read_mask;
 use msnet_labels::mask_png;
 use serde_json::json;
 
-use crate::eval::{VcdrReport, metric_json};
+use crate::eval::metric_json;
+use crate::vcdr::VcdrReport;
 
 /// The crops' classes (background, rim, cup), which the photographs' labels keep apart.
 const CLASSES: usize = drishti::CLASS_NAMES.len();
@@ -70,10 +71,7 @@ pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
     let disc_cup = drishti::disc_cup();
     let disc_labels: Vec<u8> = disc_cup.disc_labels().collect();
     let mut regions: Vec<(ClassMetrics, ClassMetrics)> = Vec::new();
-    let mut vcdr = VcdrReport {
-        per_image: Vec::new(),
-        no_disc: Vec::new(),
-    };
+    let mut vcdr = VcdrReport::default();
     let mut missing = Vec::new();
     // Pixels by (true class, predicted class), over every photograph.
     let mut confusion = [[0u64; CLASSES]; CLASSES];
@@ -99,10 +97,7 @@ pub fn run(a: &ScorePhotosArgs) -> Result<ExitCode> {
                 root.join("roi_index.csv").display()
             )
         })?;
-        match disc_cup.measure(&pred, hw[1]).vertical_cdr() {
-            Some(v) => vcdr.per_image.push((name.clone(), v, expert)),
-            None => vcdr.no_disc.push(name.clone()),
-        }
+        vcdr.add(disc_cup, name, [&pred, &truth], hw[1], expert);
     }
     let localisation = a
         .located

@@ -185,6 +185,74 @@ fn train_then_eval_on_a_folder_dataset() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `--images` scores named images the model never trained on (and refuses one it did);
+/// `--keep-largest-regions` runs for a disc/cup model and is refused for any other.
+#[test]
+fn eval_scores_named_unseen_images_and_cleans_disc_cup_maps() {
+    let dir = scratch("named");
+    let data = dir.join("data");
+    write_folder_dataset(&data, 8);
+    let (data_s, disc_cup, other) = (
+        data.to_str().unwrap(),
+        dir.join("disc-cup"),
+        dir.join("other"),
+    );
+    for (out, classes) in [
+        (&disc_cup, "0=background,128=rim,255=cup"),
+        (&other, "0=background,128=ring,255=core"),
+    ] {
+        let mut args = folder_training(data_s, "4", out.to_str().unwrap(), &[]);
+        let at = args.iter().position(|a| *a == "--classes").unwrap() + 1;
+        args[at] = classes;
+        let o = msnet(&args);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(disc_cup.join("config.json")).unwrap()).unwrap();
+    let listed = |part: &str| -> Vec<String> {
+        serde_json::from_value(config["training"][part].clone()).unwrap()
+    };
+    let (train, test) = (listed("train"), listed("test"));
+    let unused: Vec<String> = (0..8)
+        .map(|i| format!("p{i:02}"))
+        .filter(|n| !train.contains(n) && !test.contains(n))
+        .collect();
+    assert_eq!(
+        unused.len(),
+        1,
+        "8 images, 4 trained on, 3 tested: {train:?} {test:?}"
+    );
+    let eval = |model: &Path, images: &str, extra: &[&str]| {
+        let mut args = vec!["eval", "--model", model.to_str().unwrap(), "--data", data_s];
+        args.extend(["--json", "--images", images]);
+        args.extend_from_slice(extra);
+        msnet(&args)
+    };
+    let both = format!("{},{}", unused[0], test[0]);
+    let o = eval(&disc_cup, &both, &["--keep-largest-regions"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["images"], 2);
+    assert_eq!(report["keep_largest_regions"], true);
+    assert_eq!(report["per_image"][0]["name"], unused[0].as_str());
+    let o = eval(&disc_cup, &train[1], &[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains(&format!("`{}` is one of", train[1]))
+            && text(&o).contains("training images"),
+        "{}",
+        text(&o)
+    );
+    let o = eval(&other, &unused[0], &["--keep-largest-regions"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("for optic disc/cup models"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A run stopped at a checkpoint and resumed ends with the same weights, bit for bit, as one
 /// that ran straight through; on both engines, and for the native engine at another thread
 /// count too (its gradient sums do not depend on the split).

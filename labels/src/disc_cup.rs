@@ -7,6 +7,8 @@
 //! cup-to-disc ratio (vCDR) is the cup's extent over the disc's. It is unchanged by any resize
 //! that scales both alike, so it compares with the experts' values on the full photographs.
 
+use crate::regions::{RegionsError, keep_largest};
+
 /// The name of a disc/cup model's last class.
 pub const CUP_CLASS_NAME: &str = "cup";
 
@@ -50,6 +52,20 @@ impl DiscCup {
 
     pub fn is_cup(&self, label: u8) -> bool {
         label == self.cup
+    }
+
+    /// Keeps one disc and one cup: the disc's largest 8-connected region (its other pixels
+    /// become background) and, inside it, the cup's largest region (its other pixels become
+    /// the class below the cup, the rim). A stray blob would otherwise stretch a vertical
+    /// extent and so the ratio. `labels` is `[H][width]`; `scratch` needs one entry per pixel.
+    pub fn keep_largest_regions(
+        &self,
+        labels: &mut [u8],
+        width: usize,
+        scratch: &mut [i32],
+    ) -> Result<(), RegionsError> {
+        keep_largest(labels, width, scratch, |l| self.is_disc(l), 0)?;
+        keep_largest(labels, width, scratch, |l| self.is_cup(l), self.cup - 1)
     }
 
     /// Areas and extents of the disc and cup of a label map `[H][W]` (row-major).
@@ -135,6 +151,36 @@ mod tests {
         let rim_only = l.map(|v| v.min(1));
         assert_eq!(dc.measure(&rim_only, 5).vertical_cdr(), Some(0.0));
         assert_eq!(dc.measure(&[0; 40], 5).vertical_cdr(), None);
+    }
+
+    #[test]
+    fn one_disc_and_one_cup_inside_it_are_kept() {
+        let dc = DiscCup::new(3).unwrap();
+        // 6×7: the main disc (rim 1, cup 2) with a second cup blob; a stray disc blob below.
+        #[rustfmt::skip]
+        let mut l = [
+            0, 1, 1, 1, 1, 0, 0,
+            0, 1, 2, 1, 2, 0, 0,
+            0, 1, 2, 1, 1, 0, 0,
+            0, 1, 2, 1, 1, 0, 0,
+            0, 0, 0, 0, 0, 0, 0,
+            2, 1, 0, 0, 0, 0, 0,
+        ];
+        let stretched = dc.measure(&l, 7).vertical_cdr();
+        let mut scratch = [0; 42];
+        dc.keep_largest_regions(&mut l, 7, &mut scratch).unwrap();
+        #[rustfmt::skip]
+        let want = [
+            0, 1, 1, 1, 1, 0, 0,
+            0, 1, 2, 1, 1, 0, 0,
+            0, 1, 2, 1, 1, 0, 0,
+            0, 1, 2, 1, 1, 0, 0,
+            0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(l, want);
+        assert_eq!(stretched, Some(5.0 / 6.0));
+        assert_eq!(dc.measure(&l, 7).vertical_cdr(), Some(3.0 / 4.0));
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //!
 //! It owns the rules every consumer of MSNet's output shares: the class of a voxel (the
 //! argmax of its scores, [`class_at`]), and for optic disc/cup models which classes are the
-//! disc and the cup, the vertical extent of a mask and the vertical cup-to-disc ratio
-//! ([`DiscCup`]), and the gray each class is written as in a mask PNG ([`mask_png`]).
-//! `msnet eval`, `msnet-run segment`, the trainers and the fundus camera's
-//! device loop all call these.
+//! disc and the cup, the vertical extent of a mask, the vertical cup-to-disc ratio and the
+//! one-disc-one-cup cleanup ([`DiscCup`], [`regions`]), and the gray each class is written
+//! as in a mask PNG ([`mask_png`]). `msnet eval`, `msnet-run segment`, the trainers and the
+//! fundus camera's device loop all call these.
 //!
 //! It must not know models, files or engines, and stays `#![no_std]` without an allocator
 //! (the camera runs it); the `alloc` feature adds [`argmax`] into a new `Vec`.
@@ -16,6 +16,7 @@ extern crate alloc;
 
 mod disc_cup;
 pub mod mask_png;
+pub mod regions;
 
 pub use disc_cup::{CUP_CLASS_NAME, DiscCup, Measurements, RowSpan};
 

@@ -15,7 +15,8 @@ use msnet::{Spec, Weights};
 use msnet_training::batch::training_batch;
 use msnet_training::validation::{self, Validation};
 use msnet_training::{
-    Outcome, Step, TrainError, TrainOptions, check_options, mean_tail, step_report,
+    Outcome, Step, TrainError, TrainOptions, check_options, mean_tail, push_recent_loss,
+    step_report,
 };
 
 use crate::baseline::UNet;
@@ -169,9 +170,7 @@ pub fn train_baseline(
         };
         state.iteration = it + 1;
         state.seconds = seconds_before + started.elapsed().as_secs_f64();
-        state.recent_losses.push(value);
-        let excess = state.recent_losses.len().saturating_sub(50);
-        state.recent_losses.drain(..excess);
+        push_recent_loss(&mut state.recent_losses, value);
         let scored = match &validation {
             Some(v) if v.due(it + 1, opts.iterations) => {
                 let m = validation::score(

@@ -21,8 +21,8 @@ pub mod validation;
 
 pub use engine::Engine;
 pub use train::{
-    Outcome, Report, Run, Step, TrainOptions, check_options, check_samples, mean_tail, step_report,
-    train,
+    Outcome, Report, Run, Step, TrainOptions, check_options, check_samples, mean_tail,
+    push_recent_loss, step_report, train,
 };
 pub use validation::Validation;
 

@@ -140,6 +140,16 @@ pub fn check_options(opts: &TrainOptions) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// Losses a checkpoint keeps (more than [`mean_tail`] reads, for its figure after a resume).
+const RECENT_LOSSES: usize = 50;
+
+/// Appends `loss` to a run's recent losses, keeping the last [`RECENT_LOSSES`].
+pub fn push_recent_loss(recent: &mut Vec<f64>, loss: f64) {
+    recent.push(loss);
+    let excess = recent.len().saturating_sub(RECENT_LOSSES);
+    recent.drain(..excess);
+}
+
 /// Mean of the last 20 losses (the training record's final loss).
 pub fn mean_tail(losses: &[f64]) -> f64 {
     let tail = &losses[losses.len().saturating_sub(20)..];
@@ -336,9 +346,7 @@ pub fn train(
 
         state.iteration = it + 1;
         state.seconds = seconds_before + started.elapsed().as_secs_f64();
-        state.recent_losses.push(value);
-        let excess = state.recent_losses.len().saturating_sub(50);
-        state.recent_losses.drain(..excess);
+        push_recent_loss(&mut state.recent_losses, value);
         let scored = match &run.validation {
             Some(v) if v.due(state.iteration, opts.iterations) => {
                 let m = validation::score(
@@ -390,4 +398,21 @@ pub fn train(
         model: final_model,
         record,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_keeps_its_last_losses_and_reports_the_mean_of_the_last_twenty() {
+        let mut recent = Vec::new();
+        for i in 0..60 {
+            push_recent_loss(&mut recent, i as f64);
+        }
+        assert_eq!(recent, (10..60).map(f64::from).collect::<Vec<_>>());
+        // 40..=59
+        assert_eq!(mean_tail(&recent), 49.5);
+        assert_eq!(mean_tail(&[]), 0.0);
+    }
 }
