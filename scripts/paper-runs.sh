@@ -2,8 +2,9 @@
 # The trained-model experiments behind docs/results.md: one `msnet train` + `msnet eval` per run.
 #
 #   scripts/paper-runs.sh [GROUP...]     groups: pilot-wbc pilot-wbc-affine pilot-wbc-colour
-#                                        pilot-wbc-optimiser pilot-wbc-loss pilot-drishti
-#                                        pilot-drishti-upright pilot-drishti-schedule
+#                                        pilot-wbc-optimiser pilot-wbc-loss pilot-wbc-eps
+#                                        pilot-drishti pilot-drishti-upright
+#                                        pilot-drishti-schedule
 #                                        pilot-drishti-loss pilot-drishti-regions
 #                                        pilot-acdc pilot-acdc-schedule
 #                                        pilot-acdc-lr pilot-acdc-augment
@@ -328,6 +329,22 @@ group() {
                 --iterations "$WBC_ITERATIONS" --checkpoint-every 100 --augment "$WBC_AUGMENT" \
                 --lr 5e-4 --loss dice+ce
         done ;;
+    pilot-wbc-eps)
+        # The threshold dynamics' eps on WBC (kept at 1 since the burn pilot's 150-400
+        # iterations; Drishti-GS1 took 16, ACDC 32, where eps 1 saturated the phase softmax):
+        # eps 4 and 16 on pilot-wbc-loss's splits and arm (lr 5e-4, soft Dice). The rule, set
+        # before the runs: mean validation DSC_avg at 1,600-2,000, averaged over the two
+        # splits; an arm is taken if it is ahead of the lr 5e-4 arm's 0.9538 (eps 1), the
+        # higher one if both are.
+        for split in 30:0:6 60:1:12; do
+            IFS=: read -r s seed val <<< "$split"
+            for eps in 4 16; do
+                job "pilot-wbc-s$s-seed$seed-lr5e-4-eps$eps" validation.csv --dataset wbc \
+                    --train-size "$s" --val-count "$val" --val-every 100 --seed "$seed" \
+                    --iterations "$WBC_ITERATIONS" --checkpoint-every 100 --augment "$WBC_AUGMENT" \
+                    --lr 5e-4 --scalars 1 1 "$eps" 0.5
+            done
+        done ;;
     wbc)
         # WBC_SIZES picks the S to run, in that order (default all three).
         for s in ${WBC_SIZES:-10 30 60}; do for seed in 0 1 2; do
@@ -382,7 +399,7 @@ group() {
                 --scalars 1 1 "$ACDC_EPS" 0.5 --augment "$ACDC_AUGMENT" --lr "$ACDC_LR"
         done ;;
     *)
-        echo "paper-runs: unknown group '$1' (pilot-wbc pilot-wbc-affine pilot-wbc-colour pilot-wbc-optimiser pilot-wbc-loss pilot-drishti pilot-drishti-upright pilot-drishti-schedule pilot-drishti-loss pilot-drishti-regions pilot-acdc pilot-acdc-schedule pilot-acdc-lr pilot-acdc-augment wbc ablation unet drishti locator acdc)" >&2
+        echo "paper-runs: unknown group '$1' (pilot-wbc pilot-wbc-affine pilot-wbc-colour pilot-wbc-optimiser pilot-wbc-loss pilot-wbc-eps pilot-drishti pilot-drishti-upright pilot-drishti-schedule pilot-drishti-loss pilot-drishti-regions pilot-acdc pilot-acdc-schedule pilot-acdc-lr pilot-acdc-augment wbc ablation unet drishti locator acdc)" >&2
         exit 2 ;;
     esac
 }
