@@ -104,7 +104,7 @@ pub fn run(
             batch_size: 4,
             overlays: None,
         },
-        &|batch| baseline_labels(&report.net, batch, classes),
+        &|batch| Ok(baseline_labels(&report.net, batch, classes)),
     )?;
     let mut out = eval::report_json(t.out, t.kind, &evaluation);
     out["network"] = json!({

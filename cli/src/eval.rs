@@ -136,15 +136,12 @@ pub fn run(a: &EvalArgs) -> Result<ExitCode> {
             if let Some(disc_cup) = cleanup {
                 for (map, sample) in labels.iter_mut().zip(batch) {
                     let mut scratch = vec![0; map.len()];
-                    // The predictor returns whole [H][W] maps, which always fit the forest.
-                    if let Err(e) =
-                        disc_cup.keep_largest_regions(map, sample.shape[2], &mut scratch)
-                    {
-                        unreachable!("{}: {e}", sample.name);
-                    }
+                    disc_cup
+                        .keep_largest_regions(map, sample.shape[2], &mut scratch)
+                        .with_context(|| format!("{}: --keep-largest-regions", sample.name))?;
                 }
             }
-            labels
+            Ok(labels)
         },
     )?;
     if a.json {
@@ -179,12 +176,15 @@ pub struct Evaluation {
     pub vcdr: Option<VcdrReport>,
 }
 
+/// A model's class labels for a batch of samples, one `[D][H][W]` map per sample.
+pub type Predict<'a> = dyn Fn(&[&Sample]) -> Result<Vec<Vec<u8>>> + 'a;
+
 /// Scores `predict` (class labels per sample) on `test` (the shared core of `msnet eval` and the
 /// baseline's report, so both are measured the same way).
 pub fn evaluate(
     test: &[Sample],
     setup: &TestSetup<'_>,
-    predict: &dyn Fn(&[&Sample]) -> Vec<Vec<u8>>,
+    predict: &Predict<'_>,
 ) -> Result<Evaluation> {
     let classes = setup.class_names.len();
     let experts = match msnet_datasets::disc_cup(setup.kind) {
@@ -204,7 +204,7 @@ pub fn evaluate(
     let mut vcdr = VcdrReport::default();
     for chunk in test.chunks(setup.batch_size.max(1)) {
         let refs: Vec<&Sample> = chunk.iter().collect();
-        for (s, pred) in chunk.iter().zip(predict(&refs)) {
+        for (s, pred) in chunk.iter().zip(predict(&refs)?) {
             images.push(metrics::image_metrics(
                 &s.name, &pred, &s.labels, s.shape, classes,
             )?);

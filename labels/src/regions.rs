@@ -33,6 +33,8 @@ impl fmt::Display for RegionsError {
     }
 }
 
+impl core::error::Error for RegionsError {}
+
 /// Keeps the largest 8-connected region of the pixels where `inside` holds and gives every
 /// other pixel where it holds the label `outside`. Ties go to the region whose first pixel
 /// comes first in raster order. `scratch` needs one entry per pixel.

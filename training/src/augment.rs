@@ -3,6 +3,8 @@
 //! pure function like the batch order, so a resumed run trains on exactly the images an
 //! uninterrupted one would, and both engines see the same ones.
 
+use std::borrow::Cow;
+
 use msnet::config::Augmentation;
 use msnet::sample::Sample;
 use rand::{Rng, SeedableRng};
@@ -25,7 +27,8 @@ pub fn augment(s: &Sample, a: &Augmentation, seed: u64, iteration: usize, slot: 
         (false, false)
     };
     let mut out = s.clone();
-    if turns != 0 || flip_h || flip_w {
+    let moved = turns != 0 || flip_h || flip_w;
+    if moved {
         let source = |y: usize, x: usize| {
             let (y, x) = match turns {
                 1 => (x, w - 1 - y),
@@ -49,10 +52,15 @@ pub fn augment(s: &Sample, a: &Augmentation, seed: u64, iteration: usize, slot: 
         let zoom = symmetric(&mut rng, a.scale).exp();
         let angle = symmetric(&mut rng, a.rotate).to_radians();
         let map = Affine::new(h, w, zoom, angle);
-        let turned = out.clone();
+        // The zoom reads the turned and flipped sample, or the untouched one when nothing moved.
+        let source = if moved {
+            Cow::Owned(out.clone())
+        } else {
+            Cow::Borrowed(s)
+        };
         each_plane(
             &mut out,
-            &turned,
+            &source,
             h * w,
             |d, s| map.nearest(d, s),
             |d, s| map.bilinear(d, s),
