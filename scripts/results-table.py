@@ -213,6 +213,8 @@ def main():
              1600, 2000)
     arm_rule(runs, "pilot-wbc-loss", "wbc", WBC_PILOT_SPLITS, ["lr5e-4", "lr5e-4-dicece"], 1600, 2000)
     arm_rule(runs, "pilot-wbc-eps", "wbc", WBC_PILOT_SPLITS, ["lr5e-4-eps4", "lr5e-4-eps16"], 1600, 2000)
+    arm_rule(runs, "pilot-wbc-init", "wbc", WBC_PILOT_SPLITS, ["lr5e-4-gain1.5-out4.5", "lr5e-4-out9"],
+             1600, 2000)
     arm_rule(runs, "pilot-drishti-upright", "drishti", ["s50"],
              ["default", "upright", "default-eps16", "upright-eps16"], 1100, 1500, "dsc_cup")
     arm_rule(runs, "pilot-drishti-loss", "drishti", ["s50"], ["upright-eps16", "upright-eps16-dicece"],
