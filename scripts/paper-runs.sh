@@ -50,8 +50,9 @@ WBC_AUGMENT="${WBC_AUGMENT:-default}"
 # three arms were within 0.0004 of each other (docs/results.md). Runs at another learning rate
 # than the paper's are named wbc-lrRATE-*, so they sit beside those at 1e-3.
 WBC_LR="${WBC_LR:-5e-4}"
-# pilot-wbc-loss kept the paper's soft Dice and pilot-wbc-eps kept eps = 1 (the network's
-# default scalars): both arms of each scored lower on validation.
+# pilot-wbc-loss kept the paper's soft Dice, pilot-wbc-eps eps = 1 (the network's default
+# scalars) and pilot-wbc-init the default initialisation gains: every arm of each scored lower
+# on validation.
 wbc_tag=""
 [[ "$WBC_LR" != 1e-3 ]] && wbc_tag="-lr$WBC_LR"
 # pilot-wbc-affine: the default augmentation with in-plane zoom and rotation.
