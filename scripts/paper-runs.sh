@@ -128,6 +128,20 @@ job() {
     printf '%s\n' "$cmd" >> "$jobs_file"
 }
 
+# wbc_pilot ARM TRAIN_ARGS...: queue ARM on both WBC validation splits of the pilots from
+# pilot-wbc-affine on (S = 30 seed 0 with 6 of its images held out, and the hard seed at the
+# largest S, S = 60 seed 1 with 12), at the chosen iterations, scored every 100.
+wbc_pilot() {
+    local arm="$1" split s seed val
+    shift
+    for split in 30:0:6 60:1:12; do
+        IFS=: read -r s seed val <<< "$split"
+        job "pilot-wbc-s$s-seed$seed-$arm" validation.csv --dataset wbc --train-size "$s" \
+            --val-count "$val" --val-every 100 --seed "$seed" --iterations "$WBC_ITERATIONS" \
+            --checkpoint-every 100 "$@"
+    done
+}
+
 group() {
     case "$1" in
     pilot-wbc)
@@ -301,37 +315,19 @@ group() {
         # training set barely shows. pilot-wbc-affine's two splits and its default arm (run to
         # 2,400); the colour arm to the chosen 2,000 iterations. The rule, set before the runs:
         # mean validation DSC_avg at 1,600-2,000, averaged over the two splits.
-        for split in 30:0:6 60:1:12; do
-            IFS=: read -r s seed val <<< "$split"
-            job "pilot-wbc-s$s-seed$seed-colour" validation.csv --dataset wbc --train-size "$s" \
-                --val-count "$val" --val-every 100 --seed "$seed" --iterations "$WBC_ITERATIONS" \
-                --checkpoint-every 100 --augment "$WBC_COLOUR"
-        done ;;
+        wbc_pilot colour --augment "$WBC_COLOUR" ;;
     pilot-wbc-optimiser)
         # The learning rate and the batch size at the chosen 2,000 iterations: half the paper's
         # learning rate, and twice its batch (each iteration then sees 8 images). The same two
         # splits, default arm and rule as pilot-wbc-colour.
-        for split in 30:0:6 60:1:12; do
-            IFS=: read -r s seed val <<< "$split"
-            for arm in "lr5e-4:--lr 5e-4" "batch8:--batch-size 8"; do
-                job "pilot-wbc-s$s-seed$seed-${arm%%:*}" validation.csv --dataset wbc \
-                    --train-size "$s" --val-count "$val" --val-every 100 --seed "$seed" \
-                    --iterations "$WBC_ITERATIONS" --checkpoint-every 100 --augment "$WBC_AUGMENT" \
-                    ${arm#*:}
-            done
-        done ;;
+        wbc_pilot lr5e-4 --augment "$WBC_AUGMENT" --lr 5e-4
+        wbc_pilot batch8 --augment "$WBC_AUGMENT" --batch-size 8 ;;
     pilot-wbc-loss)
         # The soft Dice plus the pixel cross-entropy, which Drishti-GS1's pilot took, on WBC:
         # pilot-wbc-optimiser's splits and its chosen arm (lr 5e-4) with --loss dice+ce. The
         # rule, set before the runs: mean validation DSC_avg at 1,600-2,000, averaged over the
         # two splits, taken if ahead of the lr 5e-4 arm's 0.9538.
-        for split in 30:0:6 60:1:12; do
-            IFS=: read -r s seed val <<< "$split"
-            job "pilot-wbc-s$s-seed$seed-lr5e-4-dicece" validation.csv --dataset wbc \
-                --train-size "$s" --val-count "$val" --val-every 100 --seed "$seed" \
-                --iterations "$WBC_ITERATIONS" --checkpoint-every 100 --augment "$WBC_AUGMENT" \
-                --lr 5e-4 --loss dice+ce
-        done ;;
+        wbc_pilot lr5e-4-dicece --augment "$WBC_AUGMENT" --lr 5e-4 --loss dice+ce ;;
     pilot-wbc-eps)
         # The threshold dynamics' eps on WBC (kept at 1 since the burn pilot's 150-400
         # iterations; Drishti-GS1 took 16, ACDC 32, where eps 1 saturated the phase softmax):
@@ -339,14 +335,8 @@ group() {
         # before the runs: mean validation DSC_avg at 1,600-2,000, averaged over the two
         # splits; an arm is taken if it is ahead of the lr 5e-4 arm's 0.9538 (eps 1), the
         # higher one if both are.
-        for split in 30:0:6 60:1:12; do
-            IFS=: read -r s seed val <<< "$split"
-            for eps in 4 16; do
-                job "pilot-wbc-s$s-seed$seed-lr5e-4-eps$eps" validation.csv --dataset wbc \
-                    --train-size "$s" --val-count "$val" --val-every 100 --seed "$seed" \
-                    --iterations "$WBC_ITERATIONS" --checkpoint-every 100 --augment "$WBC_AUGMENT" \
-                    --lr 5e-4 --scalars 1 1 "$eps" 0.5
-            done
+        for eps in 4 16; do
+            wbc_pilot "lr5e-4-eps$eps" --augment "$WBC_AUGMENT" --lr 5e-4 --scalars 1 1 "$eps" 0.5
         done ;;
     pilot-wbc-init)
         # The initialisation gains (uniform +-gain/sqrt(fan_in); 2 for the hidden convolutions
@@ -357,15 +347,9 @@ group() {
         # set before the runs: mean validation DSC_avg at 1,600-2,000, averaged over the two
         # splits; an arm is taken if it is ahead of the lr 5e-4 arm's 0.9538, the higher one if
         # both are.
-        for split in 30:0:6 60:1:12; do
-            IFS=: read -r s seed val <<< "$split"
-            for arm in "gain1.5-out4.5:--init-gain 1.5 --out-gain 4.5" "out9:--out-gain 9"; do
-                job "pilot-wbc-s$s-seed$seed-lr5e-4-${arm%%:*}" validation.csv --dataset wbc \
-                    --train-size "$s" --val-count "$val" --val-every 100 --seed "$seed" \
-                    --iterations "$WBC_ITERATIONS" --checkpoint-every 100 --augment "$WBC_AUGMENT" \
-                    --lr 5e-4 ${arm#*:}
-            done
-        done ;;
+        wbc_pilot lr5e-4-gain1.5-out4.5 --augment "$WBC_AUGMENT" --lr 5e-4 --init-gain 1.5 \
+            --out-gain 4.5
+        wbc_pilot lr5e-4-out9 --augment "$WBC_AUGMENT" --lr 5e-4 --out-gain 9 ;;
     wbc)
         # WBC_SIZES picks the S to run, in that order (default all three).
         for s in ${WBC_SIZES:-10 30 60}; do for seed in 0 1 2; do
