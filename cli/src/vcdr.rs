@@ -100,16 +100,14 @@ impl VcdrReport {
             .iter()
             .map(|(n, p, x)| json!({"name": n, "predicted": p, "experts_mean": x}))
             .collect();
-        json!({
-            "definition": "vertical extent of the cup over that of the disc (rim + cup), bounding-box rows; against the mean of the 4 experts (roi_index.csv)",
-            "mae": self.predicted.mae(),
-            "bias": self.predicted.bias(),
-            "pearson_r": self.predicted.correlation(),
-            "images": self.predicted.0.len(),
-            "no_disc_predicted": self.no_disc,
-            "experts_masks": self.experts_masks.summary_json(),
-            "per_image": per_image,
-        })
+        let mut out = self.predicted.summary_json();
+        out["definition"] = json!(
+            "vertical extent of the cup over that of the disc (rim + cup), bounding-box rows; against the mean of the 4 experts (roi_index.csv)"
+        );
+        out["no_disc_predicted"] = json!(self.no_disc);
+        out["experts_masks"] = self.experts_masks.summary_json();
+        out["per_image"] = json!(per_image);
+        out
     }
 
     /// The report's line of a printed table.
