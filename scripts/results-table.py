@@ -219,6 +219,9 @@ def main():
              ["default", "upright", "default-eps16", "upright-eps16"], 1100, 1500, "dsc_cup")
     arm_rule(runs, "pilot-drishti-loss", "drishti", ["s50"], ["upright-eps16", "upright-eps16-dicece"],
              1100, 1500, "dsc_cup")
+    arm_rule(runs, "pilot-drishti-mirror", "drishti", ["s50"],
+             ["upright-eps16-dicece", "mirror-eps16-dicece", "upright-affine-eps16-dicece",
+              "mirror-affine-eps16-dicece"], 1100, 1500, "dsc_cup")
     regions_rule(runs)
     schedule_rule(runs, "pilot-drishti-schedule", "pilot-drishti-s50-upright-eps16-long",
                   [1500, 2000, 2500, 3000], "dsc_cup")

@@ -133,7 +133,8 @@ pub struct TrainArgs {
     force: bool,
     /// Augmentation of the training images, seeded by --seed and recorded in config.json:
     /// none, default (flip, rot90, brightness=0.1, contrast=0.1, gamma=0.1), or a comma list
-    /// of flip (H and W, each with probability 1/2), rot90 (in-plane quarter turns; half turns
+    /// of flip (H and W, each with probability 1/2), mirror (W alone: left and right, for
+    /// images that have an up, such as fundus photographs), rot90 (in-plane quarter turns; half turns
     /// when H != W), brightness=A (offset ±A), contrast=A (scale 1±A around 0.5), gamma=A
     /// (power exp(±A)), scale=A (in-plane zoom by exp(±A)), rotate=D (in-plane rotation by
     /// ±D degrees), saturation=A (colour away from grey by exp(±A)), hue=D (colour rotated

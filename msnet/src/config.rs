@@ -315,6 +315,11 @@ pub struct Augmentation {
     /// Flip each in-plane axis (H, W) with probability 1/2.
     #[serde(default)]
     pub flip: bool,
+    /// Flip W alone (left and right) with probability 1/2, for images that have an up: a
+    /// mirrored left fundus is a right one, but upside down it is no eye a camera sees, and
+    /// the rim's thickness differs above and below the cup. `flip` includes it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mirror: bool,
     /// Rotate in-plane by a random multiple of 90° (180° only when H ≠ W).
     #[serde(default)]
     pub rot90: bool,
@@ -351,10 +356,15 @@ fn is_zero(v: &f32) -> bool {
     *v == 0.0
 }
 
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
 impl Augmentation {
     /// `default`: flips, 90° rotations and ±0.1 brightness, contrast and gamma.
     pub const DEFAULT: Augmentation = Augmentation {
         flip: true,
+        mirror: false,
         rot90: true,
         brightness: 0.1,
         contrast: 0.1,
@@ -369,7 +379,7 @@ impl Augmentation {
         *self == Augmentation::default()
     }
 
-    /// Parses `none`, `default`, or a comma list of `flip`, `rot90`, `brightness=A`,
+    /// Parses `none`, `default`, or a comma list of `flip`, `mirror`, `rot90`, `brightness=A`,
     /// `contrast=A`, `gamma=A`, `scale=A`, `saturation=A` (amplitudes in `[0, 1]`), `rotate=D`
     /// and `hue=D` (degrees in `[0, 180]`).
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -397,6 +407,7 @@ impl Augmentation {
             };
             match (name, value) {
                 ("flip", None) => a.flip = true,
+                ("mirror", None) => a.mirror = true,
                 ("rot90", None) => a.rot90 = true,
                 ("brightness", Some(v)) => a.brightness = v,
                 ("contrast", Some(v)) => a.contrast = v,
@@ -407,7 +418,7 @@ impl Augmentation {
                 ("hue", Some(v)) => a.hue = v,
                 _ => {
                     return Err(format!(
-                        "unknown augmentation `{item}`: use none, default, or a comma list of flip, rot90, brightness=A, contrast=A, gamma=A, scale=A, rotate=DEGREES, saturation=A, hue=DEGREES"
+                        "unknown augmentation `{item}`: use none, default, or a comma list of flip, mirror, rot90, brightness=A, contrast=A, gamma=A, scale=A, rotate=DEGREES, saturation=A, hue=DEGREES"
                     ));
                 }
             }
@@ -623,7 +634,9 @@ mod augmentation_tests {
             Augmentation::DEFAULT
         );
         let a = Augmentation::parse("flip, gamma=0.2").unwrap();
-        assert!(a.flip && !a.rot90 && a.gamma == 0.2 && a.brightness == 0.0);
+        assert!(a.flip && !a.mirror && !a.rot90 && a.gamma == 0.2 && a.brightness == 0.0);
+        let a = Augmentation::parse("mirror").unwrap();
+        assert!(a.mirror && !a.flip && !a.is_off());
         let a = Augmentation::parse("scale=0.2,rotate=15").unwrap();
         assert!(a.scale == 0.2 && a.rotate == 15.0 && !a.flip);
         let a = Augmentation::parse("saturation=0.3,hue=20").unwrap();

@@ -23,6 +23,8 @@ pub fn augment(s: &Sample, a: &Augmentation, seed: u64, iteration: usize, slot: 
     };
     let (flip_h, flip_w) = if a.flip {
         (rng.random_bool(0.5), rng.random_bool(0.5))
+    } else if a.mirror {
+        (false, rng.random_bool(0.5))
     } else {
         (false, false)
     };
@@ -267,6 +269,29 @@ mod tests {
         for it in 0..8 {
             assert_eq!(augment(&r, &a, 2, it, 1).image.len(), r.image.len());
         }
+    }
+
+    #[test]
+    fn mirror_flips_left_and_right_and_never_up_and_down() {
+        let s = sample(3, 4);
+        let a = Augmentation {
+            mirror: true,
+            ..Augmentation::default()
+        };
+        let mut seen = [false; 2];
+        for it in 0..16 {
+            let t = augment(&s, &a, 3, it, 0);
+            let mirrored = t.image[..4] != s.image[..4];
+            seen[mirrored as usize] = true;
+            for y in 0..3 {
+                for x in 0..4 {
+                    let from = y * 4 + if mirrored { 3 - x } else { x };
+                    assert_eq!(t.image[y * 4 + x], s.image[from], "row {y} stays row {y}");
+                    assert_eq!(t.labels[y * 4 + x], s.labels[from]);
+                }
+            }
+        }
+        assert_eq!(seen, [true, true], "16 draws give both sides");
     }
 
     #[test]
