@@ -411,19 +411,20 @@ group() {
         job locator-seed0 test-metrics.json --dataset drishti-full --train-size 50 --seed 0 \
             --iterations "$LOCATOR_ITERATIONS" --augment default --lr "$LOCATOR_LR" ;;
     acdc)
-        # Three seeds at S = 4; one at S = 2 and 3 (what two cores allowed). Augmented runs are
-        # named acdc-aug-*, so they sit beside the runs without augmentation.
+        # Three seeds at S = 2, 3 and 4. Augmented runs are named acdc-aug-*, so they sit
+        # beside the runs without augmentation (those ran three seeds at S = 4 and one at
+        # S = 2 and 3: ACDC_RUNS="4:0 4:1 4:2 2:0 3:0" ACDC_AUGMENT=none).
         tag=""
         [[ "$ACDC_AUGMENT" != none ]] && tag="-aug"
-        # ACDC_RUNS picks the runs, as S:seed (default all five).
-        for run in ${ACDC_RUNS:-4:0 4:1 4:2 2:0 3:0}; do
+        # ACDC_RUNS picks the runs, as S:seed (default all nine).
+        for run in ${ACDC_RUNS:-4:0 4:1 4:2 2:0 3:0 2:1 3:1 2:2 3:2}; do
             s="${run%:*}" seed="${run#*:}"
             job "acdc$tag-s$s-seed$seed" test-metrics.json --dataset acdc --train-size "$s" \
                 --seed "$seed" --iterations "$ACDC_ITERATIONS" --batch-size 1 --loss "$ACDC_LOSS" \
                 --scalars 1 1 "$ACDC_EPS" 0.5 --augment "$ACDC_AUGMENT" --lr "$ACDC_LR"
         done ;;
     *)
-        echo "paper-runs: unknown group '$1' (pilot-wbc pilot-wbc-affine pilot-wbc-colour pilot-wbc-optimiser pilot-wbc-loss pilot-wbc-eps pilot-wbc-init pilot-drishti pilot-drishti-upright pilot-drishti-schedule pilot-drishti-loss pilot-drishti-regions pilot-acdc pilot-acdc-schedule pilot-acdc-lr pilot-acdc-augment wbc ablation unet drishti locator acdc)" >&2
+        echo "paper-runs: unknown group '$1' (pilot-wbc pilot-wbc-affine pilot-wbc-colour pilot-wbc-optimiser pilot-wbc-loss pilot-wbc-eps pilot-wbc-init pilot-drishti pilot-drishti-upright pilot-drishti-schedule pilot-drishti-loss pilot-drishti-regions pilot-drishti-mirror pilot-acdc pilot-acdc-schedule pilot-acdc-lr pilot-acdc-augment wbc ablation unet drishti locator acdc)" >&2
         exit 2 ;;
     esac
 }
