@@ -66,17 +66,23 @@ DRISHTI_ITERATIONS="${DRISHTI_ITERATIONS:-1500}"
 # eps = 4 at the paper's lr 1e-3, and 1,500 iterations; pilot-drishti-upright then chose the
 # augmentation without quarter turns (a photograph has an up) at eps 16 (eps 4 collapsed
 # without the turns). Runs with it are named drishti-upright-*; DRISHTI_AUGMENT=default
-# DRISHTI_EPS=4 gives the earlier runs.
+# DRISHTI_EPS=4 gives the earlier runs. pilot-drishti-mirror then chose left-right flips alone
+# with a mild zoom and rotation (runs drishti-mirror-affine-*; DRISHTI_AUGMENT=$DRISHTI_UPRIGHT
+# gives the drishti-upright-* runs).
 DRISHTI_UPRIGHT="flip,brightness=0.1,contrast=0.1,gamma=0.1"
 DRISHTI_MIRROR="mirror,brightness=0.1,contrast=0.1,gamma=0.1"
-DRISHTI_AUGMENT="${DRISHTI_AUGMENT:-$DRISHTI_UPRIGHT}"
+DRISHTI_MIRROR_AFFINE="$DRISHTI_MIRROR,scale=0.1,rotate=10"
+DRISHTI_AUGMENT="${DRISHTI_AUGMENT:-$DRISHTI_MIRROR_AFFINE}"
 DRISHTI_LR="${DRISHTI_LR:-1e-3}"
 DRISHTI_EPS="${DRISHTI_EPS:-16}"
 # pilot-drishti-loss then chose the soft Dice plus the pixel cross-entropy (runs named
 # drishti-upright-dicece-*); DRISHTI_LOSS=dice gives the drishti-upright-* runs.
 DRISHTI_LOSS="${DRISHTI_LOSS:-dice+ce}"
 drishti_tag=""
-[[ "$DRISHTI_AUGMENT" == "$DRISHTI_UPRIGHT" ]] && drishti_tag="-upright"
+case "$DRISHTI_AUGMENT" in
+"$DRISHTI_UPRIGHT") drishti_tag="-upright" ;;
+"$DRISHTI_MIRROR_AFFINE") drishti_tag="-mirror-affine" ;;
+esac
 [[ "$DRISHTI_LOSS" == "dice+ce" ]] && drishti_tag+="-dicece"
 # At S = 20, eps 4 collapsed seed 0 (its pilot, below): eps 16 there, before S = 50 chose it.
 DRISHTI_S20_EPS="${DRISHTI_S20_EPS:-16}"
@@ -243,9 +249,9 @@ group() {
         # (scale=0.1, rotate=10: a head tilts a little, a photograph keeps its up), and with
         # both. The rule, set before the runs: mean validation cup DSC at 1,100-1,500; the
         # highest arm is taken if it is ahead of pilot-drishti-loss's 0.8940.
-        local mild="scale=0.1,rotate=10" arm
-        for arm in "mirror:$DRISHTI_MIRROR" "upright-affine:$DRISHTI_UPRIGHT,$mild" \
-            "mirror-affine:$DRISHTI_MIRROR,$mild"; do
+        local arm
+        for arm in "mirror:$DRISHTI_MIRROR" "upright-affine:$DRISHTI_UPRIGHT,scale=0.1,rotate=10" \
+            "mirror-affine:$DRISHTI_MIRROR_AFFINE"; do
             job "pilot-drishti-s50-${arm%%:*}-eps16-dicece" validation.csv --dataset drishti \
                 --train-size 50 --val-count 10 --val-every 100 --seed 0 \
                 --iterations "$DRISHTI_ITERATIONS" --checkpoint-every 100 \

@@ -265,6 +265,8 @@ def main():
          "`drishti-upright-*`):", "", "drishti-upright", refuge, fundus),
         ("The same with the pixel cross-entropy added to the soft Dice (chosen by pilot-drishti-loss; "
          "runs `drishti-upright-dicece-*`):", "", "drishti-upright-dicece", refuge, fundus),
+        ("With left-right flips alone and a mild zoom and rotation (chosen by pilot-drishti-mirror; "
+         "runs `drishti-mirror-affine-dicece-*`):", "", "drishti-mirror-affine-dicece", refuge, fundus),
         ("### ACDC 3D (4 classes, 20 test volumes of 10 patients)", "", "acdc", mri, None),
         ("The same at half the learning rate (5e-4):", "", "acdc-lr0.0005", mri, None),
         ("The same with augmentation (`ACDC_AUGMENT`):", "", "acdc-aug", mri, None),
