@@ -151,6 +151,16 @@ wbc_pilot() {
     done
 }
 
+# drishti_pilot ARM TRAIN_ARGS...: queue ARM on the Drishti-GS1 validation split of the pilots
+# from pilot-drishti on (S = 50, seed 0, the last 10 of its training images held out), at the
+# chosen iterations and learning rate, scored every 100.
+drishti_pilot() {
+    local arm="$1"
+    shift
+    job "pilot-drishti-s50-$arm" validation.csv --dataset drishti --train-size 50 --val-count 10 \
+        --val-every 100 --seed 0 --iterations "$DRISHTI_ITERATIONS" --checkpoint-every 100 \
+        --lr "$DRISHTI_LR" "$@"
+}
 group() {
     case "$1" in
     pilot-wbc)
@@ -192,10 +202,7 @@ group() {
             tag=""
             [[ "$eps" != 4 ]] && tag="-eps$eps"
             for arm in default:default "upright:$DRISHTI_UPRIGHT"; do
-                job "pilot-drishti-s50-${arm%%:*}$tag" validation.csv --dataset drishti \
-                    --train-size 50 --val-count 10 --val-every 100 --seed 0 \
-                    --iterations "$DRISHTI_ITERATIONS" --checkpoint-every 100 \
-                    --augment "${arm#*:}" --lr "$DRISHTI_LR" --scalars 1 1 "$eps" 0.5
+                drishti_pilot "${arm%%:*}$tag" --augment "${arm#*:}" --scalars 1 1 "$eps" 0.5
             done
         done ;;
     pilot-drishti-schedule)
@@ -219,10 +226,8 @@ group() {
         # same split, arm and schedule as pilot-drishti-upright's chosen arm, with the mean
         # pixel cross-entropy added (--loss dice+ce). The rule, set before the run: mean
         # validation cup DSC at 1,100-1,500, taken if ahead of that arm's 0.8841.
-        job pilot-drishti-s50-upright-eps16-dicece validation.csv --dataset drishti \
-            --train-size 50 --val-count 10 --val-every 100 --seed 0 \
-            --iterations "$DRISHTI_ITERATIONS" --checkpoint-every 100 \
-            --augment "$DRISHTI_UPRIGHT" --lr "$DRISHTI_LR" --scalars 1 1 16 0.5 --loss dice+ce ;;
+        drishti_pilot upright-eps16-dicece --augment "$DRISHTI_UPRIGHT" --scalars 1 1 16 0.5 \
+            --loss dice+ce ;;
     pilot-drishti-regions)
         # One disc and one cup (the largest connected regions: msnet eval
         # --keep-largest-regions) against the argmax as it is, scored on pilot-drishti-loss's
@@ -243,8 +248,8 @@ group() {
         done ;;
     pilot-drishti-mirror)
         # Quarter turns went (pilot-drishti-upright); `flip` still turns a photograph upside
-        # down half the time, which no camera does, and the rim is usually thicker below the
-        # cup than above it. And the disc's size varies from eye to eye, where the crops' field of view
+        # down half the time, which no camera does, and the rim is not the same above and below
+        # the cup (above it is the thicker in 32 of the 50 training label maps). And the disc's size varies from eye to eye, where the crops' field of view
         # is fixed. The chosen arm of pilot-drishti-loss (its split, eps 16, dice+ce, 1,500
         # iterations) with left-right flips alone (`mirror`), with a mild zoom and rotation
         # (scale=0.1, rotate=10: a head tilts a little, a photograph keeps its up), and with
@@ -253,10 +258,8 @@ group() {
         local arm
         for arm in "mirror:$DRISHTI_MIRROR" "upright-affine:$DRISHTI_UPRIGHT,scale=0.1,rotate=10" \
             "mirror-affine:$DRISHTI_MIRROR_AFFINE"; do
-            job "pilot-drishti-s50-${arm%%:*}-eps16-dicece" validation.csv --dataset drishti \
-                --train-size 50 --val-count 10 --val-every 100 --seed 0 \
-                --iterations "$DRISHTI_ITERATIONS" --checkpoint-every 100 \
-                --augment "${arm#*:}" --lr "$DRISHTI_LR" --scalars 1 1 16 0.5 --loss dice+ce
+            drishti_pilot "${arm%%:*}-eps16-dicece" --augment "${arm#*:}" --scalars 1 1 16 0.5 \
+                --loss dice+ce
         done ;;
     pilot-acdc)
         # ACDC at 16x128x128, seed 0: what keeps training on the background plateau? First
