@@ -27,6 +27,10 @@ impl Engine for NativeTrainer {
         NativeTrainer::step(self, batch, lr)
     }
 
+    fn largest_phase_input(&self) -> Option<f32> {
+        Some(NativeTrainer::largest_phase_input(self))
+    }
+
     fn weights(&self) -> Weights {
         NativeTrainer::weights(self)
     }

@@ -7,9 +7,10 @@
 //! voxel gives the Dice loss a vanishing gradient for the small structures. The probe measures
 //! both, on real data, without taking a step.
 
-use msnet::ir::Op;
+use msnet::ir::{Node, Op};
 use msnet::sample::Sample;
 
+use crate::network::{Network, Workspace};
 use crate::trainer::{NativeError, NativeTrainer};
 
 /// A group of phases counts as saturated when its largest probability exceeds this: the
@@ -79,6 +80,36 @@ fn phase_stats(node: &str, x: &[f32], p: &[f32], channels: usize, phases: usize)
     }
 }
 
+/// Every phase softmax the last forward pass computed: its node, input, output and phase
+/// count.
+fn phase_softmaxes<'a>(
+    net: &'a Network,
+    ws: &'a Workspace,
+) -> impl Iterator<Item = (&'a Node, &'a [f32], &'a [f32], usize)> {
+    net.graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(id, node)| match node.op {
+            Op::PhaseSoftmax { phases } if !ws.values[id].is_empty() => Some((
+                node,
+                ws.values[node.inputs[0]].as_slice(),
+                ws.values[id].as_slice(),
+                phases,
+            )),
+            _ => None,
+        })
+}
+
+/// The largest magnitude of any phase softmax's input in the last forward pass: the
+/// energies over ε, which explode when training leaves the range the network can learn in
+/// (docs/results.md, ACDC).
+pub(crate) fn largest_phase_input(net: &Network, ws: &Workspace) -> f32 {
+    phase_softmaxes(net, ws)
+        .flat_map(|(_, x, _, _)| x.iter())
+        .fold(0.0f32, |m, v| m.max(v.abs()))
+}
+
 impl NativeTrainer {
     /// The loss, each phase softmax's saturation, the class probabilities and every layer's
     /// gradient on `batch`, without changing the weights.
@@ -88,20 +119,8 @@ impl NativeTrainer {
         let (net, ws) = self.network_and_workspace();
         let classes = net.spec().config.classes;
         let graph = &net.graph;
-        let phases = graph
-            .nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(id, node)| match node.op {
-                Op::PhaseSoftmax { phases } if !ws.values[id].is_empty() => Some(phase_stats(
-                    &node.name,
-                    &ws.values[node.inputs[0]],
-                    &ws.values[id],
-                    node.shape.channels,
-                    phases,
-                )),
-                _ => None,
-            })
+        let phases = phase_softmaxes(net, ws)
+            .map(|(node, x, p, phases)| phase_stats(&node.name, x, p, node.shape.channels, phases))
             .collect();
         // The class probabilities are channels first per sample: [classes][voxels].
         let probs = &ws.values[graph.output];

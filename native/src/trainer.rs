@@ -58,6 +58,8 @@ pub struct NativeTrainer {
     adam: Adam,
     pool: ThreadPool,
     loss: Loss,
+    /// [`crate::probe::largest_phase_input`] of the last step's forward pass.
+    largest_phase_input: f32,
 }
 
 impl NativeTrainer {
@@ -74,6 +76,7 @@ impl NativeTrainer {
             adam,
             pool,
             loss: opts.loss,
+            largest_phase_input: 0.0,
         })
     }
 
@@ -142,6 +145,7 @@ impl NativeTrainer {
     /// weights and moments as they were. The batch must pass [`Self::check`].
     pub fn step(&mut self, batch: &[&Sample], lr: f64) -> Result<f64, f64> {
         let loss = self.forward_backward(batch);
+        self.largest_phase_input = crate::probe::largest_phase_input(&self.net, &self.ws);
         let finite = loss.is_finite()
             && self
                 .ws
@@ -154,6 +158,12 @@ impl NativeTrainer {
         self.adam
             .step(&mut self.net.params, &self.ws.param_grads, lr);
         Ok(loss)
+    }
+
+    /// The largest magnitude of a phase softmax's input in the last [`Self::step`]'s forward
+    /// pass (0 before the first).
+    pub fn largest_phase_input(&self) -> f32 {
+        self.largest_phase_input
     }
 
     fn forward_backward(&mut self, batch: &[&Sample]) -> f64 {

@@ -152,3 +152,32 @@ fn bad_samples_are_named_errors() {
     wrong.tensors[4].pop();
     assert!(NativeTrainer::new(&spec, &wrong, NativeOptions::default()).is_err());
 }
+
+#[test]
+fn a_step_reports_the_largest_phase_softmax_input_the_probe_sees() {
+    let (spec, weights, samples) = setup(2, [1, 32, 32], 1);
+    let mut t = NativeTrainer::new(&spec, &weights, NativeOptions::default()).unwrap();
+    let batch = [&samples[0]];
+    let probed = t.probe(&batch).unwrap();
+    let largest = probed
+        .phases
+        .iter()
+        .map(|p| p.max_abs_input)
+        .fold(0.0f32, f32::max);
+    assert!(largest > 0.0 && probed.phases.len() == 2 * spec.config.grids);
+    // The step's forward pass runs on the probed weights.
+    t.step(&batch, 1e-3).unwrap();
+    assert_eq!(t.largest_phase_input(), largest);
+    // Larger weights, larger energies: the measure follows the network, not a constant.
+    let mut doubled = weights.clone();
+    for w in &mut doubled.tensors {
+        w.iter_mut().for_each(|v| *v *= 2.0);
+    }
+    let mut t = NativeTrainer::new(&spec, &doubled, NativeOptions::default()).unwrap();
+    t.step(&batch, 1e-3).unwrap();
+    assert!(
+        t.largest_phase_input() > 2.0 * largest,
+        "{} {largest}",
+        t.largest_phase_input()
+    );
+}

@@ -19,6 +19,12 @@ pub trait Engine {
     /// loss, backward, Adam. Returns the loss. A non-finite loss (or gradient) leaves weights
     /// and optimiser state untouched and returns Err(loss).
     fn step(&mut self, batch: &[&Sample], lr: f64) -> Result<f64, f64>;
+    /// The largest magnitude of a phase softmax's input (the v-update's energies over ε) in
+    /// the last step's forward pass, where the engine measures it; the loop's energy guard
+    /// ([`crate::TrainOptions::energy_limit`]) reads it.
+    fn largest_phase_input(&self) -> Option<f32> {
+        None
+    }
     /// Current weights (file layout, spec.convs order).
     fn weights(&self) -> msnet::Weights;
     /// Optimiser state for a checkpoint (opaque bytes).

@@ -15,6 +15,7 @@
 pub mod augment;
 pub mod batch;
 pub mod checkpoint;
+pub mod energy_guard;
 pub mod engine;
 pub mod train;
 pub mod validation;

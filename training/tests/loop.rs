@@ -11,6 +11,7 @@ use msnet::sample::Sample;
 use msnet::{Config, Model, Spec, Weights};
 use msnet_io::phantom::nested_ellipses;
 use msnet_training::batch::batch_indices;
+use msnet_training::energy_guard::Rollback;
 use msnet_training::{
     Engine, Outcome, Report, Run, TrainError, TrainOptions, Validation, checkpoint, train,
 };
@@ -29,6 +30,10 @@ struct Scripted {
     blow_up_at: Option<usize>,
     /// Every batch handed to `step`, shared with the test.
     log: Rc<RefCell<Vec<Vec<String>>>>,
+    /// Report |first weight| before each step as the largest phase-softmax input, as a forward
+    /// pass on those weights would.
+    measures: bool,
+    energy: f32,
 }
 
 impl Scripted {
@@ -41,6 +46,8 @@ impl Scripted {
             nan_at: None,
             blow_up_at: None,
             log: Rc::default(),
+            measures: false,
+            energy: 0.0,
         }
     }
 }
@@ -61,6 +68,7 @@ impl Engine for Scripted {
         if self.nan_at == Some(self.steps) {
             return Err(f64::NAN);
         }
+        self.energy = self.weights.tensors[0][0].abs();
         let pull: f64 = batch.iter().map(|s| s.image[0] as f64 + 1.0).sum();
         self.weights.tensors[0][0] -= (lr * pull) as f32;
         if self.blow_up_at == Some(self.steps) {
@@ -69,6 +77,9 @@ impl Engine for Scripted {
         self.steps += 1;
         self.seen.extend(names);
         Ok(1.0 / (self.steps as f64 + 1.0))
+    }
+    fn largest_phase_input(&self) -> Option<f32> {
+        self.measures.then_some(self.energy)
     }
     fn weights(&self) -> Weights {
         self.weights.clone()
@@ -372,4 +383,156 @@ fn a_batch_larger_than_the_training_set_is_refused() {
         "{err}"
     );
     assert!(!out.exists(), "nothing written");
+}
+
+/// A measuring engine whose first weight starts at `start`, and the options of the guard
+/// tests: 12 iterations at a constant learning rate, so |first weight| grows steadily.
+fn guarded(start: f32, limit: Option<f32>) -> (Scripted, TrainOptions) {
+    let opts = TrainOptions {
+        iterations: 12,
+        learning_rate: 0.1,
+        lr_decay: 1.0,
+        energy_limit: limit,
+        ..opts()
+    };
+    let mut e = Scripted::new("scripted", &spec(), &opts);
+    e.measures = true;
+    e.weights.tensors[0][0] = start;
+    (e, opts)
+}
+
+/// Runs to the end (or stops at `stop_after` once a rollback happened), collecting the
+/// guard's rollbacks.
+fn run_guarded(
+    e: &mut Scripted,
+    samples: &[Sample],
+    opts: &TrainOptions,
+    out: &Path,
+    resume: bool,
+    stop_after: Option<usize>,
+) -> (Result<Report, TrainError>, Vec<Rollback>) {
+    let stop = AtomicBool::new(false);
+    let mut rollbacks = Vec::new();
+    let r = train(
+        e,
+        &spec(),
+        samples,
+        opts,
+        Run {
+            out,
+            resume,
+            record: record(),
+            validation: None,
+        },
+        &mut |s| {
+            rollbacks.extend(s.rollback.clone());
+            // After the first rollback, so the checkpoint carries a halving.
+            if Some(s.iteration) == stop_after && s.rollback.is_none() && !rollbacks.is_empty() {
+                stop.store(true, Ordering::SeqCst);
+            }
+        },
+        &stop,
+    );
+    (r, rollbacks)
+}
+
+#[test]
+fn the_energy_guard_rolls_back_and_halves_the_rate_and_changes_nothing_below_its_limit() {
+    let samples = phantoms(5);
+    let free_out = out_dir("unguarded");
+    let (mut free, opts) = guarded(0.0, None);
+    let (r, _) = run_guarded(&mut free, &samples, &opts, &free_out, false, None);
+    let travel = r.unwrap().model.weights.tensors[0][0].abs();
+    assert!(travel > 1.0, "the scripted weight moves: {travel}");
+
+    // Below the limit all the way: the same run, bit for bit.
+    let high_out = out_dir("guard-high");
+    let (mut high, opts_high) = guarded(0.0, Some(2.0 * travel));
+    let (r, rollbacks) = run_guarded(&mut high, &samples, &opts_high, &high_out, false, None);
+    let r = r.unwrap();
+    assert!(rollbacks.is_empty());
+    assert_eq!(r.model.weights, free.weights);
+    assert_eq!((high.steps, &high.seen), (free.steps, &free.seen));
+    assert_eq!(
+        (r.record.energy_limit, r.record.lr_halvings),
+        (Some(2.0 * travel), 0)
+    );
+
+    // A limit at 90% of the way: rollbacks to confirmed states, at half the rate each time.
+    let limit = 0.9 * travel;
+    let low_out = out_dir("guard-low");
+    let (mut low, opts_low) = guarded(0.0, Some(limit));
+    let log = low.log.clone();
+    let (r, rollbacks) = run_guarded(&mut low, &samples, &opts_low, &low_out, false, None);
+    let r = r.unwrap();
+    assert_eq!(r.outcome, Outcome::Finished);
+    assert_eq!(r.record.iterations, 12);
+    assert!(!rollbacks.is_empty());
+    assert_eq!(r.record.lr_halvings as usize, rollbacks.len());
+    for (n, b) in rollbacks.iter().enumerate() {
+        assert!(b.energy > limit && b.to < b.at, "{b:?}");
+        assert_eq!(b.lr_halvings as usize, n + 1);
+    }
+    // Every step tried trained on its iteration's batch; rolled-back iterations ran again.
+    let tried = log.borrow();
+    assert_eq!(
+        tried.len(),
+        12 + rollbacks.iter().map(|b| b.at - b.to).sum::<usize>()
+    );
+    // One full-rate step past the last check at most.
+    let largest_step = 0.1 * samples.len() as f32 * 3.0;
+    let end = r.model.weights.tensors[0][0].abs();
+    assert!(
+        end <= limit + largest_step && end < travel,
+        "{end} {limit} {travel}"
+    );
+    assert_eq!(
+        checkpoint::load(&low_out).unwrap().state.lr_halvings,
+        r.record.lr_halvings
+    );
+
+    // Stopped after the first rollback and resumed: the same run.
+    let split_out = out_dir("guard-split");
+    let (mut first, _) = guarded(0.0, Some(limit));
+    let stop_at = rollbacks[0].to + 1;
+    let (r1, _) = run_guarded(
+        &mut first,
+        &samples,
+        &opts_low,
+        &split_out,
+        false,
+        Some(stop_at),
+    );
+    assert!(matches!(r1.unwrap().outcome, Outcome::Interrupted { .. }));
+    let (mut second, _) = guarded(0.0, Some(limit));
+    let (r2, _) = run_guarded(&mut second, &samples, &opts_low, &split_out, true, None);
+    let r2 = r2.unwrap();
+    assert_eq!(r2.model.weights, r.model.weights);
+    assert_eq!(r2.record.lr_halvings, r.record.lr_halvings);
+    for d in [free_out, high_out, low_out, split_out] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+#[test]
+fn the_energy_guard_refuses_a_start_beyond_its_limit_and_an_engine_that_cannot_measure() {
+    let samples = phantoms(4);
+    let out = out_dir("guard-start");
+    let (mut e, opts) = guarded(5.0, Some(1.0));
+    let (r, _) = run_guarded(&mut e, &samples, &opts, &out, false, None);
+    let err = r.err().unwrap().to_string();
+    assert!(
+        err.contains("started or resumed from") && err.contains("--energy-limit"),
+        "{err}"
+    );
+    assert_eq!(e.steps, 1);
+    let _ = std::fs::remove_dir_all(&out);
+
+    let (mut blind, opts) = guarded(0.0, Some(1.0));
+    blind.measures = false;
+    let (r, _) = run_guarded(&mut blind, &samples, &opts, &out, false, None);
+    let err = r.err().unwrap().to_string();
+    assert!(err.contains("cannot run with an energy limit"), "{err}");
+    assert_eq!(blind.steps, 0);
+    let _ = std::fs::remove_dir_all(&out);
 }
