@@ -282,6 +282,7 @@ pub fn train(
     };
     if run.validation.is_some() {
         validation::start_log(run.out, run.resume, &spec.config.class_names)?;
+        validation::forget_after(run.out, state.iteration)?;
     }
     let hardware = engine.describe();
     let mut record = run.record.clone();
@@ -365,6 +366,9 @@ pub fn train(
         if let Some(guard) = &mut guard
             && let Some(rollback) = guard.after_step(engine, &mut state, it + 1)?
         {
+            if run.validation.is_some() {
+                validation::forget_after(run.out, state.iteration)?;
+            }
             let mut report = step_report(opts, it + 1, first, value, started, None);
             report.lr = lr;
             report.rollback = Some(rollback);

@@ -100,6 +100,40 @@ pub fn start_log(out: &Path, resume: bool, class_names: &[String]) -> Result<(),
     Ok(())
 }
 
+/// Drops the rows after `iteration`, where the run went back to (the energy guard's rollback,
+/// or a resume from a checkpoint older than the log's last row after a crash): it scores
+/// those iterations again, and the log keeps one row per iteration of the run as it stands.
+pub fn forget_after(out: &Path, iteration: usize) -> Result<(), TrainError> {
+    let path = log_path(out);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(TrainError::Fs(msnet::fsutil::FsError {
+                path,
+                action: "reading the validation log",
+                source,
+            }));
+        }
+    };
+    let mut lines = text.lines();
+    let mut kept: String = lines.next().map(|h| format!("{h}\n")).unwrap_or_default();
+    let mut dropped = false;
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let at = line.split(',').next().and_then(|f| f.parse::<usize>().ok());
+        if at.is_some_and(|at| at > iteration) {
+            dropped = true;
+        } else {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    if dropped {
+        msnet::fsutil::write_atomic(&path, kept.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// Appends one scored iteration and syncs it, so a row that was reported survives a crash.
 pub fn append(out: &Path, iteration: usize, loss: f64, s: &Summary) -> Result<(), TrainError> {
     let path = log_path(out);
@@ -177,6 +211,37 @@ mod tests {
             upgraded.lines().nth(1),
             Some("5,0.7,0.9,0.4,0.5,3.0,,"),
             "{upgraded}"
+        );
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn forgetting_keeps_the_rows_up_to_the_iteration_the_run_went_back_to() {
+        let out = std::env::temp_dir().join(format!("msnet-forget-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let names = summary([0.0; 2]).class_names;
+        forget_after(&out, 3).unwrap();
+        start_log(&out, false, &names).unwrap();
+        for it in [50, 100, 150] {
+            append(&out, it, 0.5, &summary([0.9, 0.1])).unwrap();
+        }
+        let before = std::fs::read_to_string(log_path(&out)).unwrap();
+        forget_after(&out, 150).unwrap();
+        assert_eq!(std::fs::read_to_string(log_path(&out)).unwrap(), before);
+        forget_after(&out, 120).unwrap();
+        let after = std::fs::read_to_string(log_path(&out)).unwrap();
+        let rows: Vec<&str> = after
+            .lines()
+            .map(|l| l.split(',').next().unwrap())
+            .collect();
+        assert_eq!(rows, ["iteration", "50", "100"]);
+        append(&out, 150, 0.4, &summary([0.8, 0.2])).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(log_path(&out))
+                .unwrap()
+                .lines()
+                .count(),
+            4
         );
         std::fs::remove_dir_all(&out).unwrap();
     }

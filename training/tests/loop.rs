@@ -411,6 +411,18 @@ fn run_guarded(
     resume: bool,
     stop_after: Option<usize>,
 ) -> (Result<Report, TrainError>, Vec<Rollback>) {
+    run_guarded_validated(e, samples, opts, out, resume, stop_after, None)
+}
+
+fn run_guarded_validated(
+    e: &mut Scripted,
+    samples: &[Sample],
+    opts: &TrainOptions,
+    out: &Path,
+    resume: bool,
+    stop_after: Option<usize>,
+    validation: Option<Validation<'_>>,
+) -> (Result<Report, TrainError>, Vec<Rollback>) {
     let stop = AtomicBool::new(false);
     let mut rollbacks = Vec::new();
     let r = train(
@@ -422,7 +434,7 @@ fn run_guarded(
             out,
             resume,
             record: record(),
-            validation: None,
+            validation,
         },
         &mut |s| {
             rollbacks.extend(s.rollback.clone());
@@ -463,7 +475,20 @@ fn the_energy_guard_rolls_back_and_halves_the_rate_and_changes_nothing_below_its
     let low_out = out_dir("guard-low");
     let (mut low, opts_low) = guarded(0.0, Some(limit));
     let log = low.log.clone();
-    let (r, rollbacks) = run_guarded(&mut low, &samples, &opts_low, &low_out, false, None);
+    let held_out = phantoms(7).split_off(5);
+    let every_step = Validation {
+        samples: &held_out,
+        every: 1,
+    };
+    let (r, rollbacks) = run_guarded_validated(
+        &mut low,
+        &samples,
+        &opts_low,
+        &low_out,
+        false,
+        None,
+        Some(every_step),
+    );
     let r = r.unwrap();
     assert_eq!(r.outcome, Outcome::Finished);
     assert_eq!(r.record.iterations, 12);
@@ -490,6 +515,14 @@ fn the_energy_guard_rolls_back_and_halves_the_rate_and_changes_nothing_below_its
         checkpoint::load(&low_out).unwrap().state.lr_halvings,
         r.record.lr_halvings
     );
+    // The validation log holds one row per iteration of the run as kept.
+    let csv = std::fs::read_to_string(low_out.join("validation.csv")).unwrap();
+    let rows: Vec<usize> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(rows, (1..=12).collect::<Vec<_>>(), "{csv}");
 
     // Stopped after the first rollback and resumed: the same run.
     let split_out = out_dir("guard-split");
