@@ -411,14 +411,18 @@ impl Progress {
             ));
             return;
         }
+        let energy = s
+            .largest_phase_input
+            .map(|z| format!(", |z| {z:.2e}"))
+            .unwrap_or_default();
         if let Some(v) = &s.validation {
             self.say(format!(
-                "iteration {}: validation DSC {:.4} mIoU {:.4} ASD {:.3} (train loss {:.4})",
+                "iteration {}: validation DSC {:.4} mIoU {:.4} ASD {:.3} (train loss {:.4}{energy})",
                 s.iteration, v.dsc, v.iou, v.asd, s.loss
             ));
         }
         let msg = format!(
-            "loss {:.4} lr {:.2e} {:.1} img/s",
+            "loss {:.4} lr {:.2e} {:.1} img/s{energy}",
             s.loss, s.lr, s.images_per_second
         );
         match &self.bar {

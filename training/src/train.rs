@@ -82,6 +82,9 @@ pub struct Step {
     pub validation: Option<ClassMetrics>,
     /// Set when the energy guard went back instead of keeping this step.
     pub rollback: Option<Rollback>,
+    /// The largest phase-softmax input of this step's forward pass, where the engine measures
+    /// it: the number whose growth puts a run on the background plateau.
+    pub largest_phase_input: Option<f32>,
 }
 
 /// How a run ended.
@@ -135,6 +138,7 @@ pub fn step_report(
         eta_seconds: elapsed / done as f64 * (opts.iterations - iteration) as f64,
         validation,
         rollback: None,
+        largest_phase_input: None,
     }
 }
 
@@ -395,6 +399,7 @@ pub fn train(
         };
         let mut report = step_report(opts, state.iteration, first, value, started, scored);
         report.lr = lr;
+        report.largest_phase_input = engine.largest_phase_input();
         on_step(&report);
         if state.iteration.is_multiple_of(opts.checkpoint_every)
             || state.iteration == opts.iterations
