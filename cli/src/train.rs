@@ -151,15 +151,6 @@ pub struct TrainArgs {
     /// Score the validation set every this many iterations (default: --checkpoint-every).
     #[arg(long)]
     val_every: Option<usize>,
-    /// Energy guard (native engine): when a step's phase softmaxes meet an input larger than
-    /// this, go back to the last iteration that stayed below it and continue at half the
-    /// learning rate (written to the checkpoint, so --resume keeps it). The v-update's
-    /// energies can explode within a few steps and leave the run on the background for good;
-    /// the runs that trained stayed under 2e4 (1.5e4 the largest measured) and exploded runs
-    /// reach 1e7 or more (docs/results.md, ACDC), so 1e5 separates them. Runs that never reach
-    /// the limit are unchanged. Default: no guard
-    #[arg(long, value_name = "Z")]
-    energy_limit: Option<f32>,
     /// Network.
     #[arg(long, value_enum, default_value_t = ArchArg(Arch::MSNet))]
     arch: ArchArg,
@@ -225,7 +216,6 @@ pub fn run(a: &TrainArgs) -> Result<ExitCode> {
         init: a.network.init(),
         augmentation: a.augment,
         loss: a.network.loss,
-        energy_limit: a.energy_limit,
         ..TrainOptions::default()
     };
     let record = opts.training_record(&ds.split);
@@ -404,13 +394,6 @@ impl Progress {
     }
 
     pub(crate) fn step(&mut self, s: &Step) {
-        if let Some(r) = &s.rollback {
-            self.say(format!(
-                "iteration {}: phase-softmax input {:.3e} above the energy limit; back to iteration {}, learning rate halved ({} halvings)",
-                r.at, r.energy, r.to, r.lr_halvings
-            ));
-            return;
-        }
         let energy = s
             .largest_phase_input
             .map(|z| format!(", |z| {z:.2e}"))

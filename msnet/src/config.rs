@@ -170,13 +170,6 @@ pub struct TrainingRecord {
     /// weights were initialised afresh (`init`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseModel>,
-    /// The energy guard (`msnet train --energy-limit`): the largest phase-softmax input a
-    /// step may meet before the loop rolls back and halves the learning rate. Absent: none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub energy_limit: Option<f32>,
-    /// How often that guard rolled back and halved the learning rate (absent: never).
-    #[serde(default, skip_serializing_if = "is_zero_count")]
-    pub lr_halvings: u32,
 }
 
 /// The model a fine-tuning run started from, so a card can say what the weights saw before.
@@ -310,8 +303,6 @@ impl TrainingRecord {
             augmentation: Augmentation::default(),
             loss: Loss::Dice,
             base: None,
-            energy_limit: None,
-            lr_halvings: 0,
         }
     }
 }
@@ -363,10 +354,6 @@ pub struct Augmentation {
 
 fn is_zero(v: &f32) -> bool {
     *v == 0.0
-}
-
-fn is_zero_count(v: &u32) -> bool {
-    *v == 0
 }
 
 fn is_false(v: &bool) -> bool {

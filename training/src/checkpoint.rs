@@ -42,10 +42,6 @@ pub struct CheckpointState {
     /// The file holding the engine's optimiser state ([`crate::Engine::optimizer_file`]).
     #[serde(default = "burn_optimizer_file")]
     pub optimizer_file: String,
-    /// Halvings of the learning rate by the energy guard so far ([`crate::energy_guard`]);
-    /// the schedule's rate is multiplied by 2^-lr_halvings.
-    #[serde(default)]
-    pub lr_halvings: u32,
 }
 
 fn burn() -> String {
@@ -65,7 +61,6 @@ impl CheckpointState {
             recent_losses: Vec::new(),
             engine: engine.into(),
             optimizer_file: optimizer_file.into(),
-            lr_halvings: 0,
         }
     }
 }

@@ -20,8 +20,9 @@ pub trait Engine {
     /// and optimiser state untouched and returns Err(loss).
     fn step(&mut self, batch: &[&Sample], lr: f64) -> Result<f64, f64>;
     /// The largest magnitude of a phase softmax's input (the v-update's energies over ε) in
-    /// the last step's forward pass, where the engine measures it; the loop's energy guard
-    /// ([`crate::TrainOptions::energy_limit`]) reads it.
+    /// the last step's forward pass, where the engine measures it: when it grows by orders of
+    /// magnitude the phase softmaxes saturate and the run ends on the background
+    /// (docs/results.md, ACDC), so the progress report shows it.
     fn largest_phase_input(&self) -> Option<f32> {
         None
     }

@@ -4,7 +4,7 @@
 //! order ([`batch`]), the learning-rate schedule and options ([`TrainOptions`]), the loop
 //! ([`train()`]) with its progress reports, Ctrl-C stop and non-finite stop, checkpoints and
 //! their crash-safe swap ([`checkpoint`]), resume, validation during training
-//! ([`validation`]), the energy guard's rollbacks ([`energy_guard`]) and the training record. An engine ([`Engine`]: burn in
+//! ([`validation`]) and the training record. An engine ([`Engine`]: burn in
 //! `msnet-trainer`, the native CPU trainer in `msnet-native`) only does one optimisation step,
 //! hands its weights and optimiser state over, and predicts.
 //!
@@ -15,7 +15,6 @@
 pub mod augment;
 pub mod batch;
 pub mod checkpoint;
-pub mod energy_guard;
 pub mod engine;
 pub mod train;
 pub mod validation;

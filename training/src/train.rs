@@ -11,7 +11,6 @@ use msnet::{Model, Spec};
 use msnet_eval::metrics::ClassMetrics;
 
 use crate::checkpoint::{self, CheckpointState};
-use crate::energy_guard::{EnergyGuard, Rollback};
 use crate::validation::{self, Validation};
 use crate::{Engine, TrainError, batch};
 
@@ -35,9 +34,6 @@ pub struct TrainOptions {
     pub augmentation: Augmentation,
     /// The loss the engine minimises (the engine is built with it; recorded here).
     pub loss: Loss,
-    /// The energy guard ([`crate::energy_guard`]): a step whose phase softmaxes meet an input
-    /// above this sends the run back and halves the learning rate. None: no guard.
-    pub energy_limit: Option<f32>,
 }
 
 impl Default for TrainOptions {
@@ -54,7 +50,6 @@ impl Default for TrainOptions {
             adam_epsilon: 1e-8,
             augmentation: Augmentation::default(),
             loss: Loss::Dice,
-            energy_limit: None,
         }
     }
 }
@@ -80,8 +75,6 @@ pub struct Step {
     pub eta_seconds: f64,
     /// Validation metrics (mean over classes), on iterations that were scored.
     pub validation: Option<ClassMetrics>,
-    /// Set when the energy guard went back instead of keeping this step.
-    pub rollback: Option<Rollback>,
     /// The largest phase-softmax input of this step's forward pass, where the engine measures
     /// it: the number whose growth puts a run on the background plateau.
     pub largest_phase_input: Option<f32>,
@@ -137,7 +130,6 @@ pub fn step_report(
         images_per_second: (done * opts.batch_size) as f64 / elapsed,
         eta_seconds: elapsed / done as f64 * (opts.iterations - iteration) as f64,
         validation,
-        rollback: None,
         largest_phase_input: None,
     }
 }
@@ -300,8 +292,6 @@ pub fn train(
         record.init = opts.init;
         record.augmentation = opts.augmentation;
         record.loss = opts.loss;
-        record.energy_limit = opts.energy_limit;
-        record.lr_halvings = state.lr_halvings;
         record.final_loss = mean_tail(&state.recent_losses);
         record.seconds = state.seconds;
         record.hardware = hardware.clone();
@@ -330,15 +320,10 @@ pub fn train(
         Ok(weights)
     };
 
-    let mut guard = opts
-        .energy_limit
-        .map(|limit| EnergyGuard::new(limit, &*engine, &state))
-        .transpose()?;
     let started = Instant::now();
     let seconds_before = state.seconds;
     let first = state.iteration;
-    while state.iteration < opts.iterations {
-        let it = state.iteration;
+    for it in first..opts.iterations {
         if stop.load(Ordering::SeqCst) {
             finish_record(&mut record, &state);
             let weights = checked_save(&*engine, &record, &state)?;
@@ -354,8 +339,7 @@ pub fn train(
         let batch =
             batch::training_batch(samples, opts.batch_size, opts.seed, it, &opts.augmentation);
         let picked: Vec<&Sample> = batch.iter().map(|s| s.as_ref()).collect();
-        let lr = opts.lr_at(it) * 0.5f64.powi(state.lr_halvings as i32);
-        let value = match engine.step(&picked, lr) {
+        let value = match engine.step(&picked, opts.lr_at(it)) {
             Ok(value) if value.is_finite() => value,
             _ => {
                 return Err(TrainError::NonFinite {
@@ -367,18 +351,6 @@ pub fn train(
 
         state.iteration = it + 1;
         state.seconds = seconds_before + started.elapsed().as_secs_f64();
-        if let Some(guard) = &mut guard
-            && let Some(rollback) = guard.after_step(engine, &mut state, it + 1)?
-        {
-            if run.validation.is_some() {
-                validation::forget_after(run.out, state.iteration)?;
-            }
-            let mut report = step_report(opts, it + 1, first, value, started, None);
-            report.lr = lr;
-            report.rollback = Some(rollback);
-            on_step(&report);
-            continue;
-        }
         push_recent_loss(&mut state.recent_losses, value);
         let scored = match &run.validation {
             Some(v) if v.due(state.iteration, opts.iterations) => {
@@ -398,7 +370,6 @@ pub fn train(
             _ => None,
         };
         let mut report = step_report(opts, state.iteration, first, value, started, scored);
-        report.lr = lr;
         report.largest_phase_input = engine.largest_phase_input();
         on_step(&report);
         if state.iteration.is_multiple_of(opts.checkpoint_every)

@@ -100,9 +100,9 @@ pub fn start_log(out: &Path, resume: bool, class_names: &[String]) -> Result<(),
     Ok(())
 }
 
-/// Drops the rows after `iteration`, where the run went back to (the energy guard's rollback,
-/// or a resume from a checkpoint older than the log's last row after a crash): it scores
-/// those iterations again, and the log keeps one row per iteration of the run as it stands.
+/// Drops the rows after `iteration`, where a resumed run starts: after a crash the log can
+/// hold rows scored after the checkpoint it resumes from, and the run scores those iterations
+/// again, so the log keeps one row per iteration.
 pub fn forget_after(out: &Path, iteration: usize) -> Result<(), TrainError> {
     let path = log_path(out);
     let text = match std::fs::read_to_string(&path) {

@@ -11,7 +11,6 @@ use msnet::sample::Sample;
 use msnet::{Config, Model, Spec, Weights};
 use msnet_io::phantom::nested_ellipses;
 use msnet_training::batch::batch_indices;
-use msnet_training::energy_guard::Rollback;
 use msnet_training::{
     Engine, Outcome, Report, Run, TrainError, TrainOptions, Validation, checkpoint, train,
 };
@@ -385,187 +384,106 @@ fn a_batch_larger_than_the_training_set_is_refused() {
     assert!(!out.exists(), "nothing written");
 }
 
-/// A measuring engine whose first weight starts at `start`, and the options of the guard
-/// tests: 12 iterations at a constant learning rate, so |first weight| grows steadily.
-fn guarded(start: f32, limit: Option<f32>) -> (Scripted, TrainOptions) {
-    let opts = TrainOptions {
-        iterations: 12,
-        learning_rate: 0.1,
-        lr_decay: 1.0,
-        energy_limit: limit,
-        ..opts()
-    };
+#[test]
+fn each_step_reports_the_engines_largest_phase_softmax_input() {
+    let samples = phantoms(4);
+    let opts = opts();
+    let out = out_dir("energy");
     let mut e = Scripted::new("scripted", &spec(), &opts);
     e.measures = true;
-    e.weights.tensors[0][0] = start;
-    (e, opts)
-}
-
-/// Runs to the end (or stops at `stop_after` once a rollback happened), collecting the
-/// guard's rollbacks.
-fn run_guarded(
-    e: &mut Scripted,
-    samples: &[Sample],
-    opts: &TrainOptions,
-    out: &Path,
-    resume: bool,
-    stop_after: Option<usize>,
-) -> (Result<Report, TrainError>, Vec<Rollback>) {
-    run_guarded_validated(e, samples, opts, out, resume, stop_after, None)
-}
-
-fn run_guarded_validated(
-    e: &mut Scripted,
-    samples: &[Sample],
-    opts: &TrainOptions,
-    out: &Path,
-    resume: bool,
-    stop_after: Option<usize>,
-    validation: Option<Validation<'_>>,
-) -> (Result<Report, TrainError>, Vec<Rollback>) {
+    let start = e.weights.tensors[0][0].abs();
     let stop = AtomicBool::new(false);
-    let mut rollbacks = Vec::new();
-    let r = train(
-        e,
+    let mut reported = Vec::new();
+    train(
+        &mut e,
         &spec(),
-        samples,
-        opts,
+        &samples,
+        &opts,
         Run {
-            out,
-            resume,
+            out: &out,
+            resume: false,
             record: record(),
-            validation,
+            validation: None,
         },
-        &mut |s| {
-            rollbacks.extend(s.rollback.clone());
-            // After the first rollback, so the checkpoint carries a halving.
-            if Some(s.iteration) == stop_after && s.rollback.is_none() && !rollbacks.is_empty() {
-                stop.store(true, Ordering::SeqCst);
-            }
-        },
+        &mut |s| reported.push(s.largest_phase_input),
         &stop,
+    )
+    .unwrap();
+    assert_eq!(reported.len(), 7);
+    assert_eq!(
+        reported[0],
+        Some(start),
+        "the first step's forward pass: the start"
     );
-    (r, rollbacks)
+    assert_eq!(reported[6], Some(e.energy));
+    std::fs::remove_dir_all(&out).unwrap();
+
+    let mut blind = Scripted::new("scripted", &spec(), &opts);
+    let mut reported = Vec::new();
+    train(
+        &mut blind,
+        &spec(),
+        &samples,
+        &opts,
+        Run {
+            out: &out,
+            resume: false,
+            record: record(),
+            validation: None,
+        },
+        &mut |s| reported.push(s.largest_phase_input),
+        &stop,
+    )
+    .unwrap();
+    assert!(reported.iter().all(Option::is_none));
+    std::fs::remove_dir_all(&out).unwrap();
 }
 
 #[test]
-fn the_energy_guard_rolls_back_and_halves_the_rate_and_changes_nothing_below_its_limit() {
-    let samples = phantoms(5);
-    let free_out = out_dir("unguarded");
-    let (mut free, opts) = guarded(0.0, None);
-    let (r, _) = run_guarded(&mut free, &samples, &opts, &free_out, false, None);
-    let travel = r.unwrap().model.weights.tensors[0][0].abs();
-    assert!(travel > 1.0, "the scripted weight moves: {travel}");
-
-    // Below the limit all the way: the same run, bit for bit.
-    let high_out = out_dir("guard-high");
-    let (mut high, opts_high) = guarded(0.0, Some(2.0 * travel));
-    let (r, rollbacks) = run_guarded(&mut high, &samples, &opts_high, &high_out, false, None);
-    let r = r.unwrap();
-    assert!(rollbacks.is_empty());
-    assert_eq!(r.model.weights, free.weights);
-    assert_eq!((high.steps, &high.seen), (free.steps, &free.seen));
-    assert_eq!(
-        (r.record.energy_limit, r.record.lr_halvings),
-        (Some(2.0 * travel), 0)
-    );
-
-    // A limit at 90% of the way: rollbacks to confirmed states, at half the rate each time.
-    let limit = 0.9 * travel;
-    let low_out = out_dir("guard-low");
-    let (mut low, opts_low) = guarded(0.0, Some(limit));
-    let log = low.log.clone();
-    let held_out = phantoms(7).split_off(5);
+fn a_resume_from_an_older_checkpoint_scores_its_iterations_once() {
+    let samples = phantoms(6);
+    let (train_set, held_out) = samples.split_at(4);
+    let opts = opts();
+    let out = out_dir("rescore");
     let every_step = Validation {
-        samples: &held_out,
+        samples: held_out,
         every: 1,
     };
-    let (r, rollbacks) = run_guarded_validated(
-        &mut low,
-        &samples,
-        &opts_low,
-        &low_out,
+    let mut e = Scripted::new("scripted", &spec(), &opts);
+    run(
+        &mut e,
+        train_set,
+        &opts,
+        &out,
         false,
-        None,
         Some(every_step),
-    );
-    let r = r.unwrap();
-    assert_eq!(r.outcome, Outcome::Finished);
-    assert_eq!(r.record.iterations, 12);
-    assert!(!rollbacks.is_empty());
-    assert_eq!(r.record.lr_halvings as usize, rollbacks.len());
-    for (n, b) in rollbacks.iter().enumerate() {
-        assert!(b.energy > limit && b.to < b.at, "{b:?}");
-        assert_eq!(b.lr_halvings as usize, n + 1);
-    }
-    // Every step tried trained on its iteration's batch; rolled-back iterations ran again.
-    let tried = log.borrow();
-    assert_eq!(
-        tried.len(),
-        12 + rollbacks.iter().map(|b| b.at - b.to).sum::<usize>()
-    );
-    // One full-rate step past the last check at most.
-    let largest_step = 0.1 * samples.len() as f32 * 3.0;
-    let end = r.model.weights.tensors[0][0].abs();
-    assert!(
-        end <= limit + largest_step && end < travel,
-        "{end} {limit} {travel}"
-    );
-    assert_eq!(
-        checkpoint::load(&low_out).unwrap().state.lr_halvings,
-        r.record.lr_halvings
-    );
-    // The validation log holds one row per iteration of the run as kept.
-    let csv = std::fs::read_to_string(low_out.join("validation.csv")).unwrap();
+        Some(4),
+    )
+    .unwrap();
+    let older = out.join("older");
+    copy_dir(&checkpoint::dir(&out), &older);
+    let mut e = Scripted::new("scripted", &spec(), &opts);
+    run(
+        &mut e,
+        train_set,
+        &opts,
+        &out,
+        true,
+        Some(every_step),
+        Some(6),
+    )
+    .unwrap();
+    // A crash after iteration 6 was scored, with the checkpoint still at 4.
+    std::fs::remove_dir_all(checkpoint::dir(&out)).unwrap();
+    std::fs::rename(&older, checkpoint::dir(&out)).unwrap();
+    let mut e = Scripted::new("scripted", &spec(), &opts);
+    run(&mut e, train_set, &opts, &out, true, Some(every_step), None).unwrap();
+    let csv = std::fs::read_to_string(out.join("validation.csv")).unwrap();
     let rows: Vec<usize> = csv
         .lines()
         .skip(1)
         .map(|l| l.split(',').next().unwrap().parse().unwrap())
         .collect();
-    assert_eq!(rows, (1..=12).collect::<Vec<_>>(), "{csv}");
-
-    // Stopped after the first rollback and resumed: the same run.
-    let split_out = out_dir("guard-split");
-    let (mut first, _) = guarded(0.0, Some(limit));
-    let stop_at = rollbacks[0].to + 1;
-    let (r1, _) = run_guarded(
-        &mut first,
-        &samples,
-        &opts_low,
-        &split_out,
-        false,
-        Some(stop_at),
-    );
-    assert!(matches!(r1.unwrap().outcome, Outcome::Interrupted { .. }));
-    let (mut second, _) = guarded(0.0, Some(limit));
-    let (r2, _) = run_guarded(&mut second, &samples, &opts_low, &split_out, true, None);
-    let r2 = r2.unwrap();
-    assert_eq!(r2.model.weights, r.model.weights);
-    assert_eq!(r2.record.lr_halvings, r.record.lr_halvings);
-    for d in [free_out, high_out, low_out, split_out] {
-        std::fs::remove_dir_all(d).unwrap();
-    }
-}
-
-#[test]
-fn the_energy_guard_refuses_a_start_beyond_its_limit_and_an_engine_that_cannot_measure() {
-    let samples = phantoms(4);
-    let out = out_dir("guard-start");
-    let (mut e, opts) = guarded(5.0, Some(1.0));
-    let (r, _) = run_guarded(&mut e, &samples, &opts, &out, false, None);
-    let err = r.err().unwrap().to_string();
-    assert!(
-        err.contains("started or resumed from") && err.contains("--energy-limit"),
-        "{err}"
-    );
-    assert_eq!(e.steps, 1);
-    let _ = std::fs::remove_dir_all(&out);
-
-    let (mut blind, opts) = guarded(0.0, Some(1.0));
-    blind.measures = false;
-    let (r, _) = run_guarded(&mut blind, &samples, &opts, &out, false, None);
-    let err = r.err().unwrap().to_string();
-    assert!(err.contains("cannot run with an energy limit"), "{err}");
-    assert_eq!(blind.steps, 0);
-    let _ = std::fs::remove_dir_all(&out);
+    assert_eq!(rows, (1..=7).collect::<Vec<_>>(), "{csv}");
+    std::fs::remove_dir_all(&out).unwrap();
 }
