@@ -105,6 +105,8 @@ ACDC_LR="${ACDC_LR:-3e-4}"
 # a wide intensity jitter (docs/results.md).
 ACDC_AFFINE="scale=0.2,rotate=15,brightness=0.1,contrast=0.2,gamma=0.3"
 ACDC_AUGMENT="${ACDC_AUGMENT:-$ACDC_AFFINE}"
+# The smoother's step dt (MSNET.md's fixed scalar, 0.5 by default): pilot-acdc-dt.
+ACDC_DT="${ACDC_DT:-0.5}"
 PILOT_ITERATIONS=2000
 DRISHTI_PILOT_ITERATIONS=1000
 ACDC_PILOT_ITERATIONS=1000
@@ -454,12 +456,13 @@ group() {
         # S = 2 and 3: ACDC_RUNS="4:0 4:1 4:2 2:0 3:0" ACDC_AUGMENT=none).
         tag=""
         [[ "$ACDC_AUGMENT" != none ]] && tag="-aug"
+        [[ "$ACDC_DT" != 0.5 ]] && tag+="-dt$ACDC_DT"
         # ACDC_RUNS picks the runs, as S:seed (default all nine).
         for run in ${ACDC_RUNS:-4:0 4:1 4:2 2:0 3:0 2:1 3:1 2:2 3:2}; do
             s="${run%:*}" seed="${run#*:}"
             job "acdc$tag-s$s-seed$seed" test-metrics.json --dataset acdc --train-size "$s" \
                 --seed "$seed" --iterations "$ACDC_ITERATIONS" --batch-size 1 --loss "$ACDC_LOSS" \
-                --scalars 1 1 "$ACDC_EPS" 0.5 --augment "$ACDC_AUGMENT" --lr "$ACDC_LR"
+                --scalars 1 1 "$ACDC_EPS" "$ACDC_DT" --augment "$ACDC_AUGMENT" --lr "$ACDC_LR"
         done ;;
     *)
         echo "paper-runs: unknown group '$1' (pilot-wbc pilot-wbc-affine pilot-wbc-colour pilot-wbc-optimiser pilot-wbc-loss pilot-wbc-eps pilot-wbc-init pilot-drishti pilot-drishti-upright pilot-drishti-schedule pilot-drishti-loss pilot-drishti-regions pilot-drishti-mirror pilot-acdc pilot-acdc-schedule pilot-acdc-lr pilot-acdc-augment pilot-acdc-dt wbc ablation unet drishti locator acdc)" >&2
