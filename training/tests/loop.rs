@@ -384,31 +384,30 @@ fn a_batch_larger_than_the_training_set_is_refused() {
     assert!(!out.exists(), "nothing written");
 }
 
+/// The largest phase-softmax input of every step's report.
+fn reported_energies(e: &mut Scripted, samples: &[Sample], out: &Path) -> Vec<Option<f32>> {
+    let stop = AtomicBool::new(false);
+    let mut reported = Vec::new();
+    let run = Run {
+        out,
+        resume: false,
+        record: record(),
+        validation: None,
+    };
+    let on_step = &mut |s: &msnet_training::Step| reported.push(s.largest_phase_input);
+    train(e, &spec(), samples, &opts(), run, on_step, &stop).unwrap();
+    std::fs::remove_dir_all(out).unwrap();
+    reported
+}
+
 #[test]
 fn each_step_reports_the_engines_largest_phase_softmax_input() {
     let samples = phantoms(4);
-    let opts = opts();
     let out = out_dir("energy");
-    let mut e = Scripted::new("scripted", &spec(), &opts);
+    let mut e = Scripted::new("scripted", &spec(), &opts());
     e.measures = true;
     let start = e.weights.tensors[0][0].abs();
-    let stop = AtomicBool::new(false);
-    let mut reported = Vec::new();
-    train(
-        &mut e,
-        &spec(),
-        &samples,
-        &opts,
-        Run {
-            out: &out,
-            resume: false,
-            record: record(),
-            validation: None,
-        },
-        &mut |s| reported.push(s.largest_phase_input),
-        &stop,
-    )
-    .unwrap();
+    let reported = reported_energies(&mut e, &samples, &out);
     assert_eq!(reported.len(), 7);
     assert_eq!(
         reported[0],
@@ -416,68 +415,41 @@ fn each_step_reports_the_engines_largest_phase_softmax_input() {
         "the first step's forward pass: the start"
     );
     assert_eq!(reported[6], Some(e.energy));
-    std::fs::remove_dir_all(&out).unwrap();
 
-    let mut blind = Scripted::new("scripted", &spec(), &opts);
-    let mut reported = Vec::new();
-    train(
-        &mut blind,
-        &spec(),
-        &samples,
-        &opts,
-        Run {
-            out: &out,
-            resume: false,
-            record: record(),
-            validation: None,
-        },
-        &mut |s| reported.push(s.largest_phase_input),
-        &stop,
-    )
-    .unwrap();
-    assert!(reported.iter().all(Option::is_none));
-    std::fs::remove_dir_all(&out).unwrap();
+    let mut blind = Scripted::new("scripted", &spec(), &opts());
+    let reported = reported_energies(&mut blind, &samples, &out);
+    assert!(reported.len() == 7 && reported.iter().all(Option::is_none));
 }
 
 #[test]
 fn a_resume_from_an_older_checkpoint_scores_its_iterations_once() {
     let samples = phantoms(6);
-    let (train_set, held_out) = samples.split_at(4);
-    let opts = opts();
     let out = out_dir("rescore");
     let every_step = Validation {
-        samples: held_out,
+        samples: &samples[4..],
         every: 1,
     };
-    let mut e = Scripted::new("scripted", &spec(), &opts);
-    run(
-        &mut e,
-        train_set,
-        &opts,
-        &out,
-        false,
-        Some(every_step),
-        Some(4),
-    )
-    .unwrap();
+    let train_until = |resume: bool, stop_after: Option<usize>| {
+        let mut e = Scripted::new("scripted", &spec(), &opts());
+        let r = run(
+            &mut e,
+            &samples[..4],
+            &opts(),
+            &out,
+            resume,
+            Some(every_step),
+            stop_after,
+        );
+        r.unwrap();
+    };
+    train_until(false, Some(4));
     let older = out.join("older");
     copy_dir(&checkpoint::dir(&out), &older);
-    let mut e = Scripted::new("scripted", &spec(), &opts);
-    run(
-        &mut e,
-        train_set,
-        &opts,
-        &out,
-        true,
-        Some(every_step),
-        Some(6),
-    )
-    .unwrap();
+    train_until(true, Some(6));
     // A crash after iteration 6 was scored, with the checkpoint still at 4.
     std::fs::remove_dir_all(checkpoint::dir(&out)).unwrap();
     std::fs::rename(&older, checkpoint::dir(&out)).unwrap();
-    let mut e = Scripted::new("scripted", &spec(), &opts);
-    run(&mut e, train_set, &opts, &out, true, Some(every_step), None).unwrap();
+    train_until(true, None);
     let csv = std::fs::read_to_string(out.join("validation.csv")).unwrap();
     let rows: Vec<usize> = csv
         .lines()
