@@ -205,29 +205,26 @@ ACDC_SEED0_DT05 = ("pilot-acdc-aug-affine-strong-seed0", 0.448)
 def acdc_dt_rule(runs):
     """pilot-acdc-dt's rule: each dt's mean validation foreground DSC at 500, 550 and 600 on
     each split (runs RUNS/pilot-acdc-dtDT-SPLIT), and the average over s2 and seed0."""
-    means = {}
+    means = {}  # (split, dt) -> (mean, whether it comes from docs/results.md)
     for split in ["s2", "seed0", "s3"]:
         for dt in ["0.1", "0.5"]:
-            name = f"pilot-acdc-dt{dt}-{split}"
-            if (split, dt) == ("seed0", "0.5"):
-                name = ACDC_SEED0_DT05[0]
+            docs = (split, dt) == ("seed0", "0.5")
+            name = ACDC_SEED0_DT05[0] if docs else f"pilot-acdc-dt{dt}-{split}"
             curve = validation_curve(Path(runs) / name, mean_foreground)
             if curve is not None and all(i in curve for i in (500, 550, 600)):
-                means[split, dt] = f"{statistics.fmean(curve[i] for i in (500, 550, 600)):.4f}"
-            elif (split, dt) == ("seed0", "0.5"):
-                means[split, dt] = f"{ACDC_SEED0_DT05[1]:.3f} (docs)"
+                means[split, dt] = (statistics.fmean(curve[i] for i in (500, 550, 600)), False)
+            elif docs:
+                means[split, dt] = (ACDC_SEED0_DT05[1], True)
     if not any(dt == "0.1" for _, dt in means):
         return
+    cell = lambda m: "—" if m is None else f"{m[0]:.3f} (docs)" if m[1] else f"{m[0]:.4f}"
     print("### pilot-acdc-dt: the rule (mean validation foreground DSC at 500-600)\n")
     print("| dt | S = 2 seed 1's volumes | seed-0 split | average | S = 3 seed 1's volumes (reported) |")
     print("|---|---|---|---|---|")
     for dt in ["0.1", "0.5"]:
-        cells = [means.get((split, dt), "—") for split in ["s2", "seed0"]]
-        try:
-            average = f"{statistics.fmean(float(c.split()[0]) for c in cells):.4f}"
-        except ValueError:
-            average = "—"
-        print(f"| {dt} | {cells[0]} | {cells[1]} | {average} | {means.get(('s3', dt), '—')} |")
+        pair = [means.get((split, dt)) for split in ["s2", "seed0"]]
+        average = "—" if None in pair else f"{statistics.fmean(m[0] for m in pair):.4f}"
+        print(f"| {dt} | {cell(pair[0])} | {cell(pair[1])} | {average} | {cell(means.get(('s3', dt)))} |")
     print()
 
 
